@@ -1,0 +1,53 @@
+# Partner Space portal: `make run` serves the demo, `make test` proves it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MANAGE := $(BIN)/python manage.py
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup run test lint format messages migrate clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+migrate: setup
+	DEBUG=$${DEBUG:-1} $(MANAGE) migrate --noinput
+
+# Web server and worker in one terminal; Ctrl-C stops both.
+run: migrate
+	DEBUG=$${DEBUG:-1} $(MANAGE) seed_demo
+	@echo ""
+	@echo "  Partner Space: http://$(HOST):$(PORT)/  (sign in as demo; password: \$$DEMO_PASSWORD, or demo-partner by default)"
+	@echo ""
+	@DEBUG=$${DEBUG:-1} bash -c 'trap "kill 0" EXIT; \
+		$(MANAGE) qcluster & \
+		$(MANAGE) runserver $(HOST):$(PORT) & \
+		wait -n'
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Needs GNU gettext (installed with apt-get when missing).
+messages: setup
+	@command -v msgfmt >/dev/null || (apt-get update -qq && apt-get install -y -qq gettext)
+	DEBUG=1 $(MANAGE) makemessages --locale nl --locale fr --locale en --ignore '.venv/*' --ignore 'var/*' --no-obsolete
+	DEBUG=1 $(MANAGE) makemessages --domain djangojs --locale nl --locale fr --locale en --ignore '.venv/*' --ignore 'var/*' --no-obsolete
+	DEBUG=1 $(MANAGE) compilemessages --ignore '.venv/*'
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,131 @@
+"""Client list, client detail and its Documents tab; every query scoped to the firm."""
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import FileResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+
+from clients.models import Client, Document
+from clients.release import release
+from partnerspace.enterprise import normalize
+from partnerspace.tenancy import partner_required
+
+CLIENTS_PER_PAGE = 25
+DOCUMENTS_PER_PAGE = 50
+
+
+def _client(request, client_pk):
+    return get_object_or_404(Client.objects.for_partner(request.partner), pk=client_pk)
+
+
+def _document(request, client_pk, document_pk):
+    return get_object_or_404(
+        Document.objects.for_partner(request.partner).select_related("client"),
+        client_id=client_pk,
+        pk=document_pk,
+    )
+
+
+@partner_required
+def client_list(request):
+    query = request.GET.get("q", "").strip()
+    clients = Client.objects.for_partner(request.partner).annotate(
+        document_count=Count("documents")
+    )
+    if query:
+        match = Q(name__icontains=query) | Q(external_id__icontains=query)
+        digits = normalize(query)
+        if digits.isdigit():
+            match |= Q(enterprise_number__contains=digits)
+        clients = clients.filter(match)
+    page = Paginator(clients.order_by("name", "pk"), CLIENTS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    return render(request, "clients/client_list.html", {"page": page, "query": query})
+
+
+@partner_required
+def client_detail(request, client_pk):
+    client = _client(request, client_pk)
+    rows = {
+        row["category"]: row
+        for row in client.documents.values("category").annotate(
+            total=Count("pk"), waiting=Count("pk", filter=Q(released_at__isnull=True))
+        )
+    }
+    summary = [
+        {
+            "label": label,
+            "total": rows.get(value, {}).get("total", 0),
+            "waiting": rows.get(value, {}).get("waiting", 0),
+        }
+        for value, label in Document.Category.choices
+    ]
+    return render(
+        request,
+        "clients/client_detail.html",
+        {"client": client, "summary": summary, "tab": "overview"},
+    )
+
+
+@partner_required
+def document_list(request, client_pk):
+    client = _client(request, client_pk)
+    documents = client.documents.all()
+    filters = {
+        "category": request.GET.get("category", ""),
+        "status": request.GET.get("status", ""),
+        "q": request.GET.get("q", "").strip(),
+    }
+    if filters["category"] in Document.Category.values:
+        documents = documents.filter(category=filters["category"])
+    if filters["status"] in Document.Status.values:
+        documents = documents.filter(status=filters["status"])
+    if filters["q"]:
+        documents = documents.filter(
+            Q(number__icontains=filters["q"])
+            | Q(supplier_name__icontains=filters["q"])
+            | Q(customer_name__icontains=filters["q"])
+        )
+    page = Paginator(documents, DOCUMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "clients/document_list.html",
+        {
+            "client": client,
+            "page": page,
+            "filters": filters,
+            "categories": Document.Category.choices,
+            "statuses": Document.Status.choices,
+            "tab": "documents",
+        },
+    )
+
+
+@partner_required
+def document_download(request, client_pk, document_pk):
+    document = _document(request, client_pk, document_pk)
+    return FileResponse(
+        document.file.open("rb"),
+        as_attachment=True,
+        filename=document.original_name,
+        content_type=document.content_type,
+    )
+
+
+@partner_required
+def document_release(request, client_pk, document_pk):
+    document = _document(request, client_pk, document_pk)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if release(document):
+        messages.success(
+            request,
+            _("%(document)s is now %(status)s.")
+            % {"document": document, "status": document.get_status_display().lower()},
+        )
+    else:
+        messages.info(request, _("%(document)s was already released.") % {"document": document})
+    return redirect(document.get_absolute_url())

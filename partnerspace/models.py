@@ -1,0 +1,53 @@
+"""The accounting firm (Partner) and who works in it (Membership)."""
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from partnerspace.enterprise import EnterpriseNumberField
+
+
+class Partner(models.Model):
+    name = models.CharField(_("name"), max_length=200)
+    enterprise_number = EnterpriseNumberField(_("enterprise number"), unique=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="partners"
+    )
+
+    class Meta:
+        verbose_name = _("accounting firm")
+        verbose_name_plural = _("accounting firms")
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", _("Owner")
+        MEMBER = "member", _("Member")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        verbose_name=_("user"),
+    )
+    partner = models.ForeignKey(
+        Partner, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("firm")
+    )
+    role = models.CharField(_("role"), max_length=10, choices=Role, default=Role.MEMBER)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "partner"], name="unique_membership")
+        ]
+        ordering = ["partner__name"]
+
+    def __str__(self):
+        return f"{self.user} @ {self.partner} ({self.get_role_display()})"
