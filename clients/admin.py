@@ -103,9 +103,7 @@ class DocumentAdmin(admin.ModelAdmin):
         released = sum(release(document) for document in queryset)
         self.message_user(
             request,
-            ngettext(
-                "%(count)d document released.", "%(count)d documents released.", released
-            )
+            ngettext("%(count)d document released.", "%(count)d documents released.", released)
             % {"count": released},
             messages.SUCCESS,
         )

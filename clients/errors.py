@@ -1,5 +1,10 @@
 """The one error intake raises: a file refused, with every reason found."""
 
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+
 
 class IntakeError(Exception):
     """A refused file. ``problems`` holds one human-readable message per problem."""
@@ -9,3 +14,17 @@ class IntakeError(Exception):
             problems = [problems]
         self.problems = [str(p) for p in problems] or ["invalid file"]
         super().__init__("; ".join(self.problems))
+
+
+def refuse_oversized(data: bytes, max_bytes: int | None = None) -> None:
+    """Checked before any parsing, so a huge upload costs no parser memory."""
+    limit = settings.INTAKE_MAX_BYTES if max_bytes is None else max_bytes
+    if len(data) > limit:
+        raise IntakeError(
+            _("The file is %(size)s MB, larger than the %(limit)s MB limit.")
+            % {"size": _megabytes(len(data)), "limit": _megabytes(limit)}
+        )
+
+
+def _megabytes(size: int) -> str:
+    return format(round(Decimal(size) / (1024 * 1024), 6).normalize(), "f")

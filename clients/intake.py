@@ -8,13 +8,12 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from clients import coda, ubl
-from clients.errors import IntakeError
+from clients.errors import IntakeError, refuse_oversized
 from clients.models import Client, Document
 from clients.release import INITIAL_STATUS
 from partnerspace.enterprise import format_enterprise_number
@@ -30,12 +29,7 @@ class IntakeResult:
 
 def ingest(client: Client, name: str, data: bytes, *, category: str | None = None):
     """Store ``data`` for ``client``; ``category`` is inferred when not given."""
-    limit = settings.INTAKE_MAX_BYTES
-    if len(data) > limit:
-        raise IntakeError(
-            _("The file is %(size).1f MB; the limit is %(limit).1f MB.")
-            % {"size": len(data) / 1e6, "limit": limit / 1e6}
-        )
+    refuse_oversized(data)
     if not data:
         raise IntakeError(_("The file is empty."))
     if category is not None and category not in Category.values:
@@ -51,9 +45,7 @@ def ingest(client: Client, name: str, data: bytes, *, category: str | None = Non
     elif ubl.looks_like_xml(data):
         document = _invoice(client, ubl.parse(data), category)
     else:
-        raise IntakeError(
-            _("This is neither a UBL invoice (XML) nor a CODA bank statement.")
-        )
+        raise IntakeError(_("This is neither a UBL invoice (XML) nor a CODA bank statement."))
 
     document.sha256 = digest
     document.size = len(data)
@@ -110,9 +102,7 @@ def _invoice(client, parsed, category):
     return Document(
         client=client,
         category=category,
-        kind=Document.Kind.CREDIT_NOTE
-        if parsed.kind == "credit_note"
-        else Document.Kind.INVOICE,
+        kind=Document.Kind.CREDIT_NOTE if parsed.kind == "credit_note" else Document.Kind.INVOICE,
         number=parsed.number,
         issue_date=parsed.issue_date,
         due_date=parsed.due_date,
@@ -137,9 +127,7 @@ def _invoice(client, parsed, category):
 
 def _statement(client, parsed, category):
     if category not in (None, Category.REPORT):
-        raise IntakeError(
-            _("This is a CODA bank statement: it can only be a transaction report.")
-        )
+        raise IntakeError(_("This is a CODA bank statement: it can only be a transaction report."))
     holder = parsed.enterprise_number
     if holder and holder != client.enterprise_number:
         raise IntakeError(
@@ -186,9 +174,7 @@ def _store(document, data):
             document.save()
     except IntegrityError:
         document.file.delete(save=False)
-        existing = Document.objects.filter(
-            client=document.client, sha256=document.sha256
-        ).first()
+        existing = Document.objects.filter(client=document.client, sha256=document.sha256).first()
         if existing is None:
             raise
         return IntakeResult(existing, created=False)

@@ -14,4 +14,6 @@ def store(request):
 @partner_required
 def client_integrations(request, client_pk):
     client = get_object_or_404(Client.objects.for_partner(request.partner), pk=client_pk)
-    return render(request, "extensions/client_integrations.html", {"client": client, "tab": "integrations"})
+    return render(
+        request, "extensions/client_integrations.html", {"client": client, "tab": "integrations"}
+    )

@@ -27,7 +27,9 @@ def _media_root(settings, tmp_path):
 @pytest.fixture
 def make_partner(django_user_model):
     def make(name="Fiduciaire Test", *, owner=None, members=()):
-        partner = Partner.objects.create(name=name, enterprise_number=enterprise_number(next(_sequence)))
+        partner = Partner.objects.create(
+            name=name, enterprise_number=enterprise_number(next(_sequence))
+        )
         for user, role in [(owner, Membership.Role.OWNER)] + [
             (m, Membership.Role.MEMBER) for m in members
         ]:

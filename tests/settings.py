@@ -7,10 +7,11 @@ os.environ.setdefault("SECRET_KEY", "tests-only-" + "x" * 40)
 os.environ.setdefault("EXPORT_ALLOW_PRIVATE_HOSTS", "1")
 os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="partnerspace-tests-"))
 
-from partnerspace.settings import *  # noqa: E402, F403
+from partnerspace.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
 }
 SECURE_SSL_REDIRECT = False
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
