@@ -506,7 +506,7 @@ def test_file_over_the_limit():
     assert f"larger than the {round((len(data) - 1) / 1048576, 6)} MB limit" in message
     assert coda.parse(data, max_bytes=len(data)).movement_count == 3
 
-    with override_settings(INTAKE_MAX_BYTES=1_000_000):
+    with override_settings(INTAKE_MAX_BYTES=1024 * 1024):
         assert "larger than the 1 MB limit" in refused(data * 600)
 
 
