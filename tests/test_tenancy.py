@@ -104,7 +104,7 @@ def test_anonymous_is_sent_to_sign_in(client, firm):
 @pytest.mark.parametrize("who", ["owner", "member"])
 def test_members_of_the_firm_reach_every_page(client, firm, who):
     client.force_login(firm[who])
-    for name, _, url in project_urls(firm["partner"]):
+    for _name, _, url in project_urls(firm["partner"]):
         response = client.get(url)
         assert response.status_code in (200, 302, 405), (url, response.status_code)
         if response.status_code == 302:

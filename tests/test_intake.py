@@ -1,0 +1,288 @@
+"""Intake end to end: files on disk through import_documents into stored documents."""
+
+import datetime
+import hashlib
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from clients import coda, demo
+from clients.errors import IntakeError
+from clients.intake import ingest
+from clients.models import Document
+from clients.release import release
+from clients.signals import document_released
+from partnerspace.enterprise import format_enterprise_number
+
+pytestmark = pytest.mark.django_db
+
+SUPPLIER, CUSTOMER = demo.demo_companies()["suppliers"][0], demo.demo_clients()[0]
+DAY = datetime.date(2026, 10, 15)
+
+
+@pytest.fixture
+def client_company(make_partner, make_client):
+    return make_client(make_partner(), CUSTOMER.name, enterprise_number=CUSTOMER.enterprise_number)
+
+
+def purchase(number="AP-1", **kwargs):
+    return demo.invoice_xml(
+        number=number, issue_date=DAY, supplier=SUPPLIER, customer=CUSTOMER, **kwargs
+    )
+
+
+def sale(number="AR-1"):
+    return demo.invoice_xml(number=number, issue_date=DAY, supplier=CUSTOMER, customer=SUPPLIER)
+
+
+def statement(holder=CUSTOMER):
+    return demo.statement_coda(
+        holder=holder, sequence_number=7, creation_date=DAY, old_balance=Decimal("1000.00")
+    )
+
+
+def stored_files(settings):
+    root = settings.MEDIA_ROOT
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_categories_are_inferred_and_originals_kept_byte_for_byte(client_company):
+    for data, category, kind in [
+        (purchase(), "purchase", "invoice"),
+        (sale(), "sales", "invoice"),
+        (purchase("AP-2", credit_note_for="AP-1"), "purchase", "credit_note"),
+        (statement(), "report", "statement"),
+    ]:
+        result = ingest(client_company, "in.xml", data)
+        document = result.document
+        assert result.created
+        assert (document.category, document.kind) == (category, kind)
+        assert document.status == ("draft" if category == "sales" else "received")
+        assert document.sha256 == hashlib.sha256(data).hexdigest()
+        with document.file.open("rb") as stored:
+            assert stored.read() == data
+
+
+def test_invoice_fields_are_extracted(client_company):
+    document = ingest(client_company, "ap.xml", purchase("AP-77", lines=4)).document
+    assert document.number == "AP-77"
+    assert document.issue_date == DAY
+    assert document.supplier_name == SUPPLIER.name
+    assert document.supplier_id == SUPPLIER.enterprise_number
+    assert document.customer_id == CUSTOMER.enterprise_number
+    assert document.currency == "EUR"
+    assert document.payable_amount == document.total_without_tax + document.tax_total
+    assert document.details["line_count"] == 4
+
+
+def test_statement_fields_are_extracted(client_company):
+    document = ingest(client_company, "s.cod", statement()).document
+    assert document.number == "007"
+    assert document.details["account"] == CUSTOMER.iban
+    assert document.details["old_balance"] == "1000.00"
+
+
+def test_same_bytes_twice_is_a_duplicate(client_company):
+    first = ingest(client_company, "a.xml", purchase())
+    second = ingest(client_company, "b.xml", purchase())
+    assert second.created is False
+    assert second.document.pk == first.document.pk
+    assert Document.objects.count() == 1
+
+
+def test_invoice_of_another_company_is_refused_naming_both_numbers(make_partner, make_client):
+    stranger = make_client(make_partner(), "Someone Else BV")
+    with pytest.raises(IntakeError) as caught:
+        ingest(stranger, "ap.xml", purchase())
+    message = caught.value.problems[0]
+    assert "Someone Else BV" in message
+    assert format_enterprise_number(stranger.enterprise_number) in message
+    assert format_enterprise_number(CUSTOMER.enterprise_number) in message
+
+
+def test_forced_category_must_match_the_parties(client_company):
+    with pytest.raises(IntakeError, match="addressed to"):
+        ingest(client_company, "ar.xml", sale(), category="purchase")
+    with pytest.raises(IntakeError, match="issued by"):
+        ingest(client_company, "ap.xml", purchase(), category="sales")
+    with pytest.raises(IntakeError, match="only be a transaction report"):
+        ingest(client_company, "s.cod", statement(), category="purchase")
+    with pytest.raises(IntakeError, match="not a transaction report"):
+        ingest(client_company, "ap.xml", purchase(), category="report")
+
+
+def test_statement_of_another_holder_is_refused(client_company):
+    other = demo.demo_clients()[1]
+    with pytest.raises(IntakeError, match="belongs to enterprise number"):
+        ingest(client_company, "s.cod", statement(holder=other))
+
+
+def test_release_sets_status_time_and_signals_once(client_company):
+    document = ingest(client_company, "ap.xml", purchase()).document
+    received = []
+
+    def receiver(sender, document, **kwargs):
+        received.append(document.pk)
+
+    document_released.connect(receiver)
+    try:
+        assert release(document) is True
+        assert release(document) is False
+    finally:
+        document_released.disconnect(receiver)
+    document.refresh_from_db()
+    assert document.status == "approved"
+    assert document.released_at is not None
+    assert received == [document.pk]
+
+
+# --- import_documents -------------------------------------------------------------
+
+
+def hostile_corpus(folder):
+    """One file per way an untrusted upload can be wrong."""
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        + b"".join(
+            f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">'.encode() if i else b""
+            for i in range(1, 10)
+        ).replace(b"&lol0;", b"&lol;")
+        + b"]><Invoice>&lol9;</Invoice>"
+    )
+    good = purchase()
+    lines = statement().split(b"\r\n")
+    files = {
+        "xxe.xml": b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        b'<Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2">&e;</Invoice>',
+        "laughs.xml": laughs,
+        "external-dtd.xml": b'<?xml version="1.0"?><!DOCTYPE Invoice SYSTEM '
+        b'"http://127.0.0.1:9/x.dtd"><Invoice/>',
+        "wrong-root.xml": b'<?xml version="1.0"?><Order xmlns="urn:x"><ID>1</ID></Order>',
+        "truncated.xml": good[: len(good) // 2],
+        "empty.xml": b"",
+        "latin1.xml": good.replace(
+            SUPPLIER.name.encode(), (SUPPLIER.name + " \xe9").encode("latin-1")
+        ),
+        "short-line.cod": b"\r\n".join([lines[0], lines[1][:100], *lines[2:]]),
+        "bad-trailer.cod": b"\r\n".join(
+            line if not line.startswith(b"9") else line[:16] + b"999999" + line[22:]
+            for line in lines
+        ),
+        "oversized.xml": b"<" + b" " * (1024 * 1024 + 1),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return files
+
+
+def run_import(capsys, *args):
+    try:
+        call_command("import_documents", *args)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_hostile_corpus_is_refused_file_by_file_and_nothing_is_stored(
+    client_company, tmp_path, capsys, settings
+):
+    settings.INTAKE_MAX_BYTES = 1024 * 1024
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    files = hostile_corpus(corpus)
+    assert b"\xe9" in files["latin1.xml"]
+
+    code, out, err = run_import(capsys, str(corpus), "--client", client_company.enterprise_number)
+
+    assert code == 1
+    rejected = [line for line in err.splitlines() if line.startswith("rejected: ")]
+    assert len(rejected) == len(files)
+    expected = {
+        "xxe.xml": "DOCTYPE",
+        "laughs.xml": "DOCTYPE",
+        "external-dtd.xml": "DOCTYPE",
+        "wrong-root.xml": "Order",
+        "truncated.xml": "not well-formed XML",
+        "empty.xml": "empty",
+        "latin1.xml": "not valid",
+        "short-line.cod": "Line 2",
+        "bad-trailer.cod": "records",
+        "oversized.xml": "1 MB limit",
+    }
+    for name, reason in expected.items():
+        line = next(line for line in rejected if f"/{name}: " in line)
+        assert reason in line, line
+    assert "root:x:0:0" not in out + err
+    assert f"{len(files)} files: 0 imported, 0 duplicate, {len(files)} rejected" in out
+    assert Document.objects.count() == 0
+    assert stored_files(settings) == []
+
+
+def test_import_reports_each_file_and_exits_zero(client_company, tmp_path, capsys, settings):
+    (tmp_path / "ap.xml").write_bytes(purchase())
+    (tmp_path / "ar.xml").write_bytes(sale())
+    (tmp_path / "st.cod").write_bytes(statement())
+    (tmp_path / ".hidden").write_bytes(b"junk")
+
+    code, out, err = run_import(
+        capsys, str(tmp_path), "--client", "BE " + CUSTOMER.enterprise_number, "--release"
+    )
+    assert (code, err) == (0, "")
+    assert "imported: " in out
+    assert "3 files: 3 imported, 0 duplicate, 0 rejected" in out
+    statuses = sorted(Document.objects.values_list("status", flat=True))
+    assert statuses == ["approved", "published", "sent"]
+    assert len(stored_files(settings)) == 3
+
+    code, out, _ = run_import(
+        capsys, str(tmp_path / "ap.xml"), "--client", CUSTOMER.enterprise_number
+    )
+    assert code == 0
+    assert "duplicate: " in out
+    assert Document.objects.count() == 3
+
+
+def test_import_mixed_folder_exits_one_but_keeps_the_good_files(client_company, tmp_path, capsys):
+    (tmp_path / "good.xml").write_bytes(purchase())
+    (tmp_path / "bad.xml").write_bytes(b"<Invoice")
+    code, out, err = run_import(capsys, str(tmp_path), "--client", CUSTOMER.enterprise_number)
+    assert code == 1
+    assert "1 imported, 0 duplicate, 1 rejected" in out
+    assert "bad.xml" in err
+    assert Document.objects.count() == 1
+
+
+def test_import_refuses_unknown_client_and_missing_path(client_company, tmp_path):
+    with pytest.raises(CommandError, match="No client with enterprise number 0123456749"):
+        call_command("import_documents", str(tmp_path), "--client", "0123456749")
+    with pytest.raises(CommandError, match="check digits"):
+        call_command("import_documents", str(tmp_path), "--client", "0123456748")
+    with pytest.raises(CommandError, match="no such file"):
+        call_command(
+            "import_documents", str(tmp_path / "nope"), "--client", CUSTOMER.enterprise_number
+        )
+
+
+def test_release_documents_selects_and_releases(client_company, capsys):
+    ap = ingest(client_company, "ap.xml", purchase()).document
+    ar = ingest(client_company, "ar.xml", sale()).document
+    with pytest.raises(CommandError, match="Select documents"):
+        call_command("release_documents")
+    call_command("release_documents", "--category", "purchase", "--dry-run")
+    assert "1 documents would be released." in capsys.readouterr().out
+    ap.refresh_from_db()
+    assert ap.released_at is None
+
+    call_command("release_documents", "--client", CUSTOMER.enterprise_number, "--ids", str(ap.pk))
+    assert "1 documents released." in capsys.readouterr().out
+    ap.refresh_from_db()
+    ar.refresh_from_db()
+    assert (ap.status, ar.status) == ("approved", "draft")
+
+
+def test_coda_writer_output_is_a_statement_for_intake():
+    assert coda.looks_like_coda(statement())
