@@ -24,7 +24,7 @@ migrate: setup
 run: migrate
 	DEBUG=$${DEBUG:-1} $(MANAGE) seed_demo
 	@echo ""
-	@echo "  Partner Space: http://$(HOST):$(PORT)/  (sign in as demo; password: \$$DEMO_PASSWORD, or demo-partner by default)"
+	@echo "  Partner Space on http://$(HOST):$(PORT)/ with its worker; Ctrl-C stops both."
 	@echo ""
 	@DEBUG=$${DEBUG:-1} bash -c 'trap "kill 0" EXIT; \
 		$(MANAGE) qcluster & \

@@ -73,7 +73,7 @@ def client_detail(request, client_pk):
 @partner_required
 def document_list(request, client_pk):
     client = _client(request, client_pk)
-    documents = client.documents.all()
+    documents = client.documents.order_by("-issue_date", "-pk")
     filters = {
         "category": request.GET.get("category", ""),
         "status": request.GET.get("status", ""),

@@ -207,6 +207,6 @@ LOGGING = {
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["stderr"], "level": LOG_LEVEL, "propagate": False},
-        "django_q": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        "django-q": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },
 }
