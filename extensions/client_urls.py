@@ -7,4 +7,8 @@ from extensions import views
 app_name = "integrations"
 urlpatterns = [
     path("", views.client_integrations, name="list"),
+    path("add/", views.add_integration, name="add"),
+    path("add/<int:installation_pk>/", views.configure_integration, name="configure"),
+    path("<int:integration_pk>/edit/", views.edit_integration, name="edit"),
+    path("<int:integration_pk>/remove/", views.remove_integration, name="remove"),
 ]

@@ -5,4 +5,11 @@ from extensions import views
 app_name = "store"
 urlpatterns = [
     path("", views.store, name="index"),
+    path("installed/<int:installation_pk>/", views.manage, name="manage"),
+    path("installed/<int:installation_pk>/test/", views.test_connection, name="test"),
+    path("installed/<int:installation_pk>/active/", views.toggle_active, name="active"),
+    path("installed/<int:installation_pk>/uninstall/", views.uninstall, name="uninstall"),
+    path("<slug:connector_key>/", views.extension, name="extension"),
+    path("<slug:connector_key>/install/", views.install, name="install"),
+    path("<slug:connector_key>/configure/", views.configure, name="configure"),
 ]

@@ -1,19 +1,469 @@
-"""The Store and the Integrations tab."""
+"""The Store, installing and managing extensions, and a client's Integrations tab.
 
-from django.shortcuts import get_object_or_404, render
+Every view here is generic: what differs between destinations comes from the connector's
+declarations and forms, never from a branch on its key.
+"""
+
+from django.contrib import messages
+from django.db import transaction
+from django.db.models import Count, Q
+from django.http import Http404, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from clients.models import Client
+from extensions import crypto, registry, signals
+from extensions.connectors.base import ConnectorError, HostKeyUnknown
+from extensions.forms import CategoriesForm, InstallationForm, sign_pin, unsign_pin
+from extensions.models import Installation, Integration
 from partnerspace.tenancy import partner_required
+
+PENDING_KEY = "extensions.pending"
+WAITING_STATUSES = ("pending", "running", "failed")
+
+
+def _connector_or_404(key):
+    connector = registry.get(key)
+    if connector is None:
+        raise Http404
+    return connector
+
+
+def _installation(request, installation_pk):
+    return get_object_or_404(
+        Installation.objects.for_partner(request.partner).installed(), pk=installation_pk
+    )
+
+
+def _client(request, client_pk):
+    return get_object_or_404(Client.objects.for_partner(request.partner), pk=client_pk)
+
+
+def _settings_form(connector, data=None, *, installation=None):
+    form_class = connector.settings_form
+    if form_class is None:
+        return None
+    kwargs = {"prefix": "settings"}
+    if installation is not None:
+        kwargs["initial"] = installation.settings
+        kwargs["has_stored_secrets"] = {k for k, v in installation.secrets.items() if v}
+    return form_class(data, **kwargs)
+
+
+def _split(connector, form, stored_secrets=None):
+    """Settings in clear, secrets apart; a blank secret keeps the stored one."""
+    if form is None:
+        return {}, dict(stored_secrets or {})
+    secret_names = set(connector.secret_fields(type(form)))
+    values = {k: v for k, v in form.cleaned_data.items() if k not in secret_names}
+    secrets = dict(stored_secrets or {})
+    for name in secret_names:
+        if form.cleaned_data.get(name):
+            secrets[name] = form.cleaned_data[name]
+    return values, secrets
+
+
+# --- the Store ----------------------------------------------------------------------
 
 
 @partner_required
 def store(request):
-    return render(request, "extensions/store.html")
+    query = request.GET.get("q", "").strip().lower()
+    installed = set(
+        Installation.objects.for_partner(request.partner)
+        .installed()
+        .values_list("connector", flat=True)
+    )
+    cards = []
+    for connector in registry.connectors().values():
+        text = f"{connector.name} {connector.description} {connector.category}".lower()
+        if query and query not in text:
+            continue
+        cards.append({"connector": connector, "installed": connector.key in installed})
+    return render(request, "extensions/store.html", {"cards": cards, "query": query})
+
+
+@partner_required
+def extension(request, connector_key):
+    connector = _connector_or_404(connector_key)
+    installations = (
+        Installation.objects.for_partner(request.partner)
+        .installed()
+        .filter(connector=connector.key)
+    )
+    return render(
+        request,
+        "extensions/extension.html",
+        {"connector": connector, "installations": installations},
+    )
+
+
+@partner_required
+def install(request, connector_key):
+    """Step one: what the extension will read and write; confirming leads to the form."""
+    connector = _connector_or_404(connector_key)
+    return render(request, "extensions/install_confirm.html", {"connector": connector})
+
+
+@partner_required
+def configure(request, connector_key):
+    """Step two: the configuration form; saving runs the connector's check first."""
+    connector = _connector_or_404(connector_key)
+    if request.method != "POST":
+        return redirect("store:install", connector_key=connector.key)
+    if "accept_key" in request.POST:
+        return _accept_key(request, connector)
+    if "confirmed" in request.POST and "name" not in request.POST:
+        meta_form = InstallationForm(initial={"name": connector.name}, terms_url=connector.terms_url)
+        return _render_configure(request, connector, meta_form, _settings_form(connector))
+    meta_form = InstallationForm(request.POST, terms_url=connector.terms_url)
+    settings_form = _settings_form(connector, request.POST)
+    if not meta_form.is_valid() or (settings_form is not None and not settings_form.is_valid()):
+        return _render_configure(request, connector, meta_form, settings_form)
+    values, secrets = _split(connector, settings_form)
+    installation = Installation(
+        partner=request.partner,
+        connector=connector.key,
+        name=meta_form.cleaned_data["name"],
+        settings=values,
+        secrets=secrets,
+        installed_by=request.user,
+    )
+    return _check_and_save(request, installation, meta_form, settings_form, created=True)
+
+
+def _render_configure(request, connector, meta_form, settings_form, *, error="", installation=None):
+    return render(
+        request,
+        "extensions/configure.html",
+        {
+            "connector": connector,
+            "meta_form": meta_form,
+            "settings_form": settings_form,
+            "error": error,
+            "installation": installation,
+        },
+        status=200 if not error else 400,
+    )
+
+
+def _check_and_save(request, installation, meta_form, settings_form, *, created):
+    connector = installation.connector_class
+    try:
+        result = installation.connector_instance().check()
+    except HostKeyUnknown as exc:
+        _remember_pending(request, installation)
+        return render(
+            request,
+            "extensions/accept_key.html",
+            {
+                "connector": connector,
+                "installation": installation,
+                "exc": exc,
+                "changed": installation.settings.get("known_host_key") is not None,
+                "pin": sign_pin(exc.pin()),
+            },
+        )
+    except ConnectorError as exc:
+        if meta_form is None:
+            messages.error(request, str(exc))
+            return redirect(installation)
+        return _render_configure(
+            request,
+            connector,
+            meta_form,
+            settings_form,
+            error=str(exc),
+            installation=None if created else installation,
+        )
+    installation.status = Installation.Status.OK
+    installation.last_error = ""
+    installation.save()
+    if created:
+        messages.success(request, _("Installation succeeded. %(result)s") % {"result": result})
+        return redirect("clients:list")
+    messages.success(request, _("Configuration saved. %(result)s") % {"result": result})
+    signals.installation_ready.send(sender=Installation, installation=installation)
+    return redirect(installation)
+
+
+def _remember_pending(request, installation):
+    """Keep the unsaved configuration while the user looks at the key; secrets encrypted."""
+    request.session[PENDING_KEY] = {
+        "pk": installation.pk,
+        "connector": installation.connector,
+        "name": installation.name,
+        "settings": installation.settings,
+        "secrets": crypto.encrypt_json(installation.secrets),
+    }
+
+
+def _accept_key(request, connector, installation=None):
+    pending = request.session.pop(PENDING_KEY, None)
+    pin = unsign_pin(request.POST.get("pin", ""))
+    if not pending or pin is None or pending["connector"] != connector.key:
+        messages.error(request, _("This confirmation expired; please try again."))
+        if installation is not None:
+            return redirect(installation)
+        return redirect("store:install", connector_key=connector.key)
+    if installation is None:
+        installation = Installation(
+            partner=request.partner,
+            connector=connector.key,
+            name=pending["name"],
+            installed_by=request.user,
+        )
+    elif pending["pk"] != installation.pk:
+        raise Http404
+    installation.settings = {**pending["settings"], **pin}
+    installation.secrets = crypto.decrypt_json(pending["secrets"])
+    return _check_and_save(request, installation, None, None, created=installation.pk is None)
+
+
+# --- Manage -------------------------------------------------------------------------
+
+
+@partner_required
+def manage(request, installation_pk):
+    installation = _installation(request, installation_pk)
+    connector = installation.connector_class
+    if connector is None:
+        raise Http404
+    client_count = installation.integrations.current().filter(active=True).count()
+    if request.method == "POST":
+        if "accept_key" in request.POST:
+            return _accept_key(request, connector, installation)
+        meta_form = InstallationForm(request.POST, terms_url="")
+        settings_form = _settings_form(connector, request.POST, installation=installation)
+        if meta_form.is_valid() and (settings_form is None or settings_form.is_valid()):
+            values, secrets = _split(connector, settings_form, installation.secrets)
+            installation.name = meta_form.cleaned_data["name"]
+            installation.settings = {**installation.settings, **values}
+            installation.secrets = secrets
+            return _check_and_save(
+                request, installation, meta_form, settings_form, created=False
+            )
+    else:
+        meta_form = InstallationForm(initial={"name": installation.name}, terms_url="")
+        settings_form = _settings_form(connector, installation=installation)
+    return render(
+        request,
+        "extensions/manage.html",
+        {
+            "installation": installation,
+            "connector": connector,
+            "meta_form": meta_form,
+            "settings_form": settings_form,
+            "client_count": client_count,
+        },
+    )
+
+
+@partner_required
+def test_connection(request, installation_pk):
+    installation = _installation(request, installation_pk)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    return _check_and_save(request, installation, None, None, created=False)
+
+
+@partner_required
+def toggle_active(request, installation_pk):
+    installation = _installation(request, installation_pk)
+    client_count = installation.integrations.current().filter(active=True).count()
+    if request.method == "POST":
+        installation.active = not installation.active
+        installation.save(update_fields=["active", "updated_at"])
+        if installation.active:
+            messages.success(
+                request,
+                _("%(name)s is active again: everything waiting is being sent.")
+                % {"name": installation.name},
+            )
+            transaction.on_commit(
+                lambda: signals.installation_ready.send(
+                    sender=Installation, installation=installation
+                )
+            )
+        else:
+            messages.warning(
+                request,
+                _("%(name)s is switched off: nothing is sent until you switch it on again.")
+                % {"name": installation.name},
+            )
+        return redirect(installation)
+    return render(
+        request,
+        "extensions/toggle_active.html",
+        {"installation": installation, "client_count": client_count},
+    )
+
+
+@partner_required
+def uninstall(request, installation_pk):
+    installation = _installation(request, installation_pk)
+    client_count = installation.integrations.current().count()
+    if request.method == "POST":
+        installation.removed_at = timezone.now()
+        installation.active = False
+        installation.save(update_fields=["removed_at", "active", "updated_at"])
+        messages.success(
+            request,
+            _("%(name)s was uninstalled. Its export history is kept.")
+            % {"name": installation.name},
+        )
+        return redirect("store:index")
+    return render(
+        request,
+        "extensions/uninstall.html",
+        {"installation": installation, "client_count": client_count},
+    )
+
+
+# --- a client's Integrations tab ----------------------------------------------------
 
 
 @partner_required
 def client_integrations(request, client_pk):
-    client = get_object_or_404(Client.objects.for_partner(request.partner), pk=client_pk)
-    return render(
-        request, "extensions/client_integrations.html", {"client": client, "tab": "integrations"}
+    client = _client(request, client_pk)
+    integrations = (
+        Integration.objects.current()
+        .filter(client=client)
+        .select_related("installation")
+        .annotate(
+            waiting=Count("jobs", filter=Q(jobs__status__in=WAITING_STATUSES)),
+            failed=Count("jobs", filter=Q(jobs__status="dead")),
+            delivered=Count("jobs", filter=Q(jobs__status="delivered")),
+        )
     )
+    has_installations = Installation.objects.for_partner(request.partner).installed().exists()
+    return render(
+        request,
+        "extensions/client_integrations.html",
+        {
+            "client": client,
+            "integrations": integrations,
+            "has_installations": has_installations,
+            "tab": "integrations",
+        },
+    )
+
+
+@partner_required
+def add_integration(request, client_pk):
+    client = _client(request, client_pk)
+    taken = set(
+        Integration.objects.current().filter(client=client).values_list("installation", flat=True)
+    )
+    installations = [
+        (installation, installation.pk in taken)
+        for installation in Installation.objects.for_partner(request.partner).installed()
+        if installation.connector_class is not None
+    ]
+    return render(
+        request,
+        "extensions/add_integration.html",
+        {"client": client, "installations": installations, "tab": "integrations"},
+    )
+
+
+@partner_required
+def configure_integration(request, client_pk, installation_pk):
+    client = _client(request, client_pk)
+    installation = _installation(request, installation_pk)
+    integration = Integration.objects.filter(client=client, installation=installation).first()
+    if integration is not None and integration.removed_at is None:
+        return redirect("integrations:edit", client_pk=client.pk, integration_pk=integration.pk)
+    return _integration_form(request, client, installation, integration, creating=True)
+
+
+@partner_required
+def edit_integration(request, client_pk, integration_pk):
+    client = _client(request, client_pk)
+    integration = get_object_or_404(
+        Integration.objects.current().filter(client=client).select_related("installation"),
+        pk=integration_pk,
+    )
+    return _integration_form(request, client, integration.installation, integration)
+
+
+def _integration_form(request, client, installation, integration, *, creating=False):
+    connector = installation.connector_class
+    form_class = connector.client_form
+    current = integration if integration and not creating else None
+    initial_categories = current.categories if current else sorted(connector.accepts)
+    data = request.POST if request.method == "POST" else None
+    categories_form = CategoriesForm(
+        data, accepts=connector.accepts, initial={"categories": initial_categories}
+    )
+    client_form = None
+    if form_class is not None:
+        kwargs = {"prefix": "client", "initial": current.client_settings if current else None}
+        if current:
+            kwargs["has_stored_secrets"] = {k for k, v in current.client_secrets.items() if v}
+        client_form = form_class(data, **kwargs)
+    if data is not None and categories_form.is_valid() and (
+        client_form is None or client_form.is_valid()
+    ):
+        values, secrets = _split(
+            connector, client_form, current.client_secrets if current else None
+        )
+        if integration is None:
+            integration = Integration(client=client, installation=installation)
+        if creating:
+            integration.activated_at = timezone.now()
+            integration.removed_at = None
+            integration.active = True
+        integration.categories = categories_form.cleaned_data["categories"]
+        integration.client_settings = values
+        integration.client_secrets = secrets
+        integration.save()
+        messages.success(
+            request,
+            _("%(name)s is set up for %(client)s.")
+            % {"name": installation.name, "client": client.name},
+        )
+        return redirect("integrations:list", client_pk=client.pk)
+    return render(
+        request,
+        "extensions/integration_form.html",
+        {
+            "client": client,
+            "installation": installation,
+            "connector": connector,
+            "categories_form": categories_form,
+            "client_form": client_form,
+            "integration": current,
+            "tab": "integrations",
+        },
+    )
+
+
+@partner_required
+def remove_integration(request, client_pk, integration_pk):
+    client = _client(request, client_pk)
+    integration = get_object_or_404(
+        Integration.objects.current().filter(client=client).select_related("installation"),
+        pk=integration_pk,
+    )
+    if request.method == "POST":
+        integration.removed_at = timezone.now()
+        integration.active = False
+        integration.save(update_fields=["removed_at", "active"])
+        messages.success(
+            request,
+            _("%(name)s no longer exports for %(client)s.")
+            % {"name": integration.installation.name, "client": client.name},
+        )
+        return redirect("integrations:list", client_pk=client.pk)
+    return render(
+        request,
+        "extensions/remove_integration.html",
+        {"client": client, "integration": integration, "tab": "integrations"},
+    )
+
+
+def clients_affected(count: int) -> str:
+    return ngettext("%(count)d client", "%(count)d clients", count) % {"count": count}

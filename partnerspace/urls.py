@@ -20,6 +20,10 @@ urlpatterns = [
     path("firm/switch/", views.switch_firm, name="switch_firm"),
     path("clients/", include("clients.urls")),
     path("clients/<int:client_pk>/integrations/", include("extensions.client_urls")),
+    path(
+        "clients/<int:client_pk>/documents/<int:document_pk>/exports/",
+        include("exports.urls"),
+    ),
     path("store/", include("extensions.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -8,6 +8,8 @@ from django.core.files.base import ContentFile
 
 from clients.models import Client, Document
 from clients.release import INITIAL_STATUS
+from exports.models import ExportJob
+from extensions.models import Installation, Integration
 from partnerspace.models import Membership, Partner
 
 _sequence = itertools.count(1)
@@ -107,6 +109,24 @@ def firm(make_partner, make_user, make_client, make_document):
         make_document(clients[0], Document.Category.SALES),
         make_document(clients[1], Document.Category.REPORT),
     ]
+    installation = Installation.objects.create(
+        partner=partner,
+        connector="sftp",
+        name="Lambert SFTP",
+        settings={"host": "sftp.lambert.example", "port": 22, "username": "lambert"},
+        secrets={"password": "s3cret-password"},
+    )
+    integration = Integration.objects.create(
+        client=clients[0], installation=installation, categories=["purchase", "sales"]
+    )
+    job = ExportJob.objects.create(
+        document=documents[0],
+        integration=integration,
+        installation=installation,
+        status=ExportJob.Status.DEAD,
+        attempts=3,
+        last_error="connection refused",
+    )
     return {
         "partner": partner,
         "other": other,
@@ -115,4 +135,7 @@ def firm(make_partner, make_user, make_client, make_document):
         "outsider": outsider,
         "clients": clients,
         "documents": documents,
+        "installation": installation,
+        "integration": integration,
+        "job": job,
     }

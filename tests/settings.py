@@ -5,6 +5,8 @@ import tempfile
 
 os.environ.setdefault("SECRET_KEY", "tests-only-" + "x" * 40)
 os.environ.setdefault("EXPORT_ALLOW_PRIVATE_HOSTS", "1")
+# A fixed throw-away key: secrets in test databases are encrypted like in production.
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "dGVzdHMtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=")
 os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="partnerspace-tests-"))
 
 from partnerspace.settings import *  # noqa: F403

@@ -3,7 +3,8 @@
 URLs are found by walking the resolver, so pages added later join the sweep on their own.
 A URL keyword ``<model>_pk`` is filled with an object of that model belonging to the
 owner's firm (``Model.objects.for_partner``); nested objects are taken coherently (a
-document's client is that document's client).
+document's client is that document's client). ``connector_key`` takes each key of the
+registry in turn, since the Store's pages are public to every firm.
 """
 
 import pytest
@@ -32,6 +33,15 @@ def _kwarg_names(pattern):
     return list(pattern.regex.groupindex)
 
 
+def _registry_keys():
+    from extensions import registry
+
+    return list(registry.connectors())
+
+
+NON_MODEL_KWARGS = {"connector_key": _registry_keys}
+
+
 def _model_for(kwarg):
     assert kwarg.endswith("_pk"), f"URL keyword {kwarg!r} should be named <model>_pk"
     name = kwarg.removesuffix("_pk")
@@ -42,6 +52,7 @@ def _model_for(kwarg):
 
 def _kwargs_for(names, partner):
     """Pick the most specific object first, then take its parents from it."""
+    names = [n for n in names if n not in NON_MODEL_KWARGS]
     models = {name: _model_for(name) for name in names}
     values = {}
     order = sorted(
@@ -69,9 +80,17 @@ def _fk_to(model, target):
 
 
 def project_urls(partner):
+    """(name, has firm objects, url) for every URL; non-model keywords take each value."""
     for name, names in _walk(get_resolver().url_patterns):
         kwargs = _kwargs_for(names, partner) if names else {}
-        yield name, bool(names), reverse(name, kwargs=kwargs)
+        has_objects = bool(kwargs)
+        extra = [n for n in names if n in NON_MODEL_KWARGS]
+        if not extra:
+            yield name, has_objects, reverse(name, kwargs=kwargs)
+            continue
+        (kwarg,) = extra
+        for value in NON_MODEL_KWARGS[kwarg]():
+            yield name, has_objects, reverse(name, kwargs={**kwargs, kwarg: value})
 
 
 @pytest.mark.django_db

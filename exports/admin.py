@@ -1,0 +1,79 @@
+from django.contrib import admin, messages
+from django.db import transaction
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from exports import engine, tasks
+from exports.models import ExportAttempt, ExportJob
+
+
+class ExportAttemptInline(admin.TabularInline):
+    model = ExportAttempt
+    extra = 0
+    can_delete = False
+    fields = ["number", "outcome", "started_at", "finished_at", "error", "remote_reference"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(admin.ModelAdmin):
+    list_display = [
+        "pk",
+        "document",
+        "client",
+        "installation",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "delivered_at",
+    ]
+    list_filter = ["status", "installation__connector", "installation"]
+    search_fields = ["document__number", "document__client__name", "remote_reference"]
+    list_select_related = ["document__client", "installation"]
+    readonly_fields = [f.name for f in ExportJob._meta.fields]
+    inlines = [ExportAttemptInline]
+    actions = ["retry_now", "resend"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description=_("client"), ordering="document__client__name")
+    def client(self, job):
+        return job.document.client
+
+    @admin.action(description=_("Retry the selected failed jobs now"))
+    def retry_now(self, request, queryset):
+        self._resend(request, queryset.filter(status__in=["failed", "dead"]))
+
+    @admin.action(description=_("Re-send the selected delivered or failed jobs"))
+    def resend(self, request, queryset):
+        self._resend(request, queryset.filter(status__in=["delivered", "dead", "failed"]))
+
+    def _resend(self, request, queryset):
+        destinations = {engine.resend(job) for job in queryset.select_related("integration")}
+        count = len(queryset)
+        transaction.on_commit(lambda: tasks.enqueue(destinations))
+        self.message_user(
+            request,
+            ngettext("%(count)d job queued.", "%(count)d jobs queued.", count) % {"count": count},
+            messages.SUCCESS,
+        )
+
+
+@admin.register(ExportAttempt)
+class ExportAttemptAdmin(admin.ModelAdmin):
+    list_display = ["job", "number", "outcome", "started_at", "finished_at", "worker"]
+    list_filter = ["outcome"]
+    readonly_fields = [f.name for f in ExportAttempt._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

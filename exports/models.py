@@ -1,0 +1,103 @@
+"""Export jobs (one document to one integration) and the attempts made for them."""
+
+import uuid
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from clients.models import Document
+from extensions.models import Installation, Integration
+from partnerspace.tenancy import TenantQuerySet
+
+
+class ExportJobQuerySet(TenantQuerySet):
+    partner_path = "document__client__partner"
+
+
+class ExportJob(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Waiting")
+        RUNNING = "running", _("Sending")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Will retry")
+        DEAD = "dead", _("Failed")
+
+    document = models.ForeignKey(
+        Document, on_delete=models.CASCADE, related_name="export_jobs", verbose_name=_("document")
+    )
+    integration = models.ForeignKey(
+        Integration,
+        on_delete=models.CASCADE,
+        related_name="jobs",
+        verbose_name=_("integration"),
+    )
+    # The destination a batch is claimed for: copied from the integration at planning so
+    # that claiming a month-end backlog is one indexed range, not a join per client.
+    installation = models.ForeignKey(
+        Installation, on_delete=models.CASCADE, related_name="jobs", verbose_name=_("destination")
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status, default=Status.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
+    lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    remote_reference = models.CharField(_("remote reference"), max_length=500, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = ExportJobQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("export")
+        verbose_name_plural = _("exports")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document", "integration"], name="unique_export_per_document"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["installation", "status", "next_attempt_at"]),
+            models.Index(fields=["integration", "status"]),
+            models.Index(fields=["status", "lease_until"]),
+        ]
+
+    def __str__(self):
+        return f"{self.document} → {self.integration.installation}"
+
+    @property
+    def can_resend(self) -> bool:
+        return self.status in (self.Status.DELIVERED, self.Status.DEAD)
+
+
+class ExportAttempt(models.Model):
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered", _("Delivered")
+        TRANSIENT = "transient", _("Temporary failure")
+        PERMANENT = "permanent", _("Refused")
+        REAUTHORIZE = "reauthorize", _("Reconnect needed")
+
+    job = models.ForeignKey(
+        ExportJob, on_delete=models.CASCADE, related_name="attempt_log", verbose_name=_("export")
+    )
+    number = models.PositiveIntegerField(_("attempt"))
+    started_at = models.DateTimeField(_("started at"))
+    finished_at = models.DateTimeField(_("finished at"))
+    outcome = models.CharField(_("outcome"), max_length=12, choices=Outcome)
+    error = models.TextField(_("error"), blank=True)
+    remote_reference = models.CharField(_("remote reference"), max_length=500, blank=True)
+    worker = models.CharField(_("worker"), max_length=100, blank=True)
+    batch = models.UUIDField(_("batch"), default=uuid.uuid4, editable=False)
+
+    class Meta:
+        verbose_name = _("export attempt")
+        verbose_name_plural = _("export attempts")
+        ordering = ["job", "number"]
+
+    def __str__(self):
+        return f"{self.job_id} #{self.number} {self.outcome}"

@@ -1,0 +1,182 @@
+"""The contract between the portal and a destination.
+
+A connector knows everything about its destination and nothing about the engine: it is
+handed :class:`ExportFile` objects and returns a :class:`Receipt` or raises one of the
+typed errors below, which tell the engine what to do next.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+PURCHASE, SALES, REPORT = "purchase", "sales", "report"
+ALL_CATEGORIES = frozenset({PURCHASE, SALES, REPORT})
+
+PEPPOL_BIS3 = "peppol-bis-3"
+
+ACCESS_LABELS = {
+    PURCHASE: _("approved purchase invoices"),
+    SALES: _("sent sales invoices"),
+    REPORT: _("published transaction reports (CODA)"),
+}
+CATEGORY_LABELS = {
+    "storage": _("Storage"),
+    "email": _("E-mail"),
+    "http": _("HTTP"),
+    "accounting": _("Accounting"),
+}
+
+
+class ConnectorError(Exception):
+    """A failure worded for the person reading the Integrations tab; never holds a secret."""
+
+
+class TransientError(ConnectorError):
+    """Network down, timeout, 5xx, 429: try again later (``retry_after`` seconds if known)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(ConnectorError):
+    """The destination refused this document for good; retrying would fail the same way."""
+
+
+class ReauthorizationRequired(ConnectorError):
+    """A person must act on the installation (sign in again, accept a new key); jobs wait."""
+
+
+class HostKeyUnknown(ReauthorizationRequired):
+    """First contact with a server: its key must be accepted before anything is sent."""
+
+    def __init__(self, message: str, *, fingerprint: str, key_type: str, key: str):
+        super().__init__(message)
+        self.fingerprint, self.key_type, self.key = fingerprint, key_type, key
+
+    def pin(self) -> dict:
+        """The settings update that trusts this key from now on."""
+        return {
+            "known_host_key": {
+                "type": self.key_type,
+                "key": self.key,
+                "fingerprint": self.fingerprint,
+            }
+        }
+
+
+class HostKeyChanged(HostKeyUnknown):
+    """The server shows another key than the pinned one: stop until a person accepts it."""
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One document on its way out, with everything its integration decided for it."""
+
+    content: bytes
+    filename: str
+    folder: tuple[str, ...]
+    content_type: str
+    metadata: Mapping[str, str]
+    client_settings: Mapping[str, Any] = field(default_factory=dict)
+    client_secrets: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str = ""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Where the document landed: a remote path, a message id, a response id."""
+
+    reference: str
+    detail: str = ""
+
+
+class Destination(Protocol):
+    """What a connector sees of an installation: its settings and decrypted secrets."""
+
+    pk: int
+    settings: dict
+    secrets: dict
+
+
+class Session(Protocol):
+    def send(self, export_file: ExportFile) -> Receipt: ...
+
+
+class Connector(ABC):
+    """Base class: subclasses fill in the declarations and ``open``/``check``."""
+
+    key: ClassVar[str]
+    name: ClassVar[str]
+    description: ClassVar[str]
+    category: ClassVar[str]  # storage, email, http, accounting
+    logo: ClassVar[str] = ""
+    accepts: ClassVar[frozenset[str]] = ALL_CATEGORIES
+    formats: ClassVar[tuple[str, ...]] = (PEPPOL_BIS3,)
+    settings_form: ClassVar[type[forms.Form] | None] = None
+    client_form: ClassVar[type[forms.Form] | None] = None
+    oauth: ClassVar[Any] = None
+    connection_scope: ClassVar[str] = "installation"
+    terms_url: ClassVar[str] = ""
+    # What the access-rights confirmation says the extension writes, and where.
+    writes: ClassVar[str] = ""
+
+    do_not_call_in_templates = True
+
+    def __init__(self, destination: Destination):
+        self.destination = destination
+
+    @classmethod
+    def get_category_display(cls) -> str:
+        return CATEGORY_LABELS.get(cls.category, cls.category)
+
+    @classmethod
+    def accepts_labels(cls) -> list[str]:
+        return [label for key, label in ACCESS_LABELS.items() if key in cls.accepts]
+
+    @abstractmethod
+    def open(self) -> AbstractContextManager[Session]:
+        """Connect once; the context yields a session whose ``send`` serves a whole batch."""
+
+    @abstractmethod
+    def check(self) -> str:
+        """The "Test connection" probe: a sentence saying what worked, or raise."""
+
+    # Path templates: connectors that write into folders say which setting holds them.
+    def folder_template(self, client_settings: Mapping[str, Any], category: str) -> str | None:
+        return None
+
+    @classmethod
+    def secret_fields(cls, form_class: type[forms.Form] | None) -> tuple[str, ...]:
+        """Form fields marked ``secret`` are stored encrypted and never shown back."""
+        if form_class is None:
+            return ()
+        return tuple(
+            name
+            for name, form_field in form_class.base_fields.items()
+            if getattr(form_field, "secret", False)
+        )
+
+
+class ConnectorForm(forms.Form):
+    """Base of connectors' forms; ``has_stored_secrets`` names the secrets already stored,
+    so that an edit may leave them blank."""
+
+    def __init__(self, *args, has_stored_secrets=frozenset(), **kwargs):
+        self.has_stored_secrets = set(has_stored_secrets)
+        super().__init__(*args, **kwargs)
+
+
+def secret(form_field: forms.Field) -> forms.Field:
+    """Mark a form field as a secret: encrypted at rest, blank in forms, kept when blank."""
+    form_field.secret = True
+    form_field.required = False
+    form_field.widget = forms.PasswordInput(render_value=False)
+    return form_field

@@ -1,0 +1,138 @@
+"""Installed extensions (one firm, one connector) and their per-client integrations."""
+
+from django.conf import settings as django_settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from clients.models import Client
+from extensions import registry
+from extensions.crypto import EncryptedJSONField
+from partnerspace.models import Partner
+from partnerspace.tenancy import TenantQuerySet
+
+
+class InstallationQuerySet(TenantQuerySet):
+    partner_path = "partner"
+
+    def installed(self):
+        return self.filter(removed_at__isnull=True)
+
+
+class Installation(models.Model):
+    class Status(models.TextChoices):
+        OK = "ok", _("Working")
+        FAILING = "failing", _("Failing")
+        RECONNECT = "reconnect", _("Reconnect needed")
+
+    partner = models.ForeignKey(
+        Partner, on_delete=models.CASCADE, related_name="installations", verbose_name=_("firm")
+    )
+    # No choices=: a new connector is one module and one registry line, no migration.
+    connector = models.CharField(_("extension"), max_length=50)
+    name = models.CharField(_("name"), max_length=100)
+    settings = models.JSONField(_("settings"), default=dict, blank=True)
+    secrets = EncryptedJSONField(_("secrets"), default=dict, blank=True)
+    active = models.BooleanField(_("active"), default=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.OK)
+    last_error = models.TextField(_("last error"), blank=True)
+    installed_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("installed by"),
+    )
+    installed_at = models.DateTimeField(_("installed at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    removed_at = models.DateTimeField(_("uninstalled at"), null=True, blank=True)
+
+    objects = InstallationQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("installed extension")
+        verbose_name_plural = _("installed extensions")
+        ordering = ["name", "pk"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("store:manage", kwargs={"installation_pk": self.pk})
+
+    @property
+    def connector_class(self):
+        return registry.get(self.connector)
+
+    def connector_instance(self):
+        return self.connector_class(self)
+
+    @property
+    def is_installed(self) -> bool:
+        return self.removed_at is None
+
+    @property
+    def can_export(self) -> bool:
+        return self.active and self.is_installed and self.status != self.Status.RECONNECT
+
+
+class IntegrationQuerySet(TenantQuerySet):
+    partner_path = "client__partner"
+
+    def current(self):
+        return self.filter(removed_at__isnull=True, installation__removed_at__isnull=True)
+
+
+class Integration(models.Model):
+    client = models.ForeignKey(
+        Client, on_delete=models.CASCADE, related_name="integrations", verbose_name=_("client")
+    )
+    installation = models.ForeignKey(
+        Installation,
+        on_delete=models.CASCADE,
+        related_name="integrations",
+        verbose_name=_("installed extension"),
+    )
+    categories = models.JSONField(
+        _("document types"), default=list, help_text=_("Document categories to export.")
+    )
+    client_settings = models.JSONField(_("client settings"), default=dict, blank=True)
+    client_secrets = EncryptedJSONField(_("client secrets"), default=dict, blank=True)
+    active = models.BooleanField(_("active"), default=True)
+    activated_at = models.DateTimeField(_("activated at"), default=timezone.now)
+    last_success_at = models.DateTimeField(_("last export"), null=True, blank=True)
+    last_failure_at = models.DateTimeField(_("last failure"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    consecutive_failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    removed_at = models.DateTimeField(_("removed at"), null=True, blank=True)
+
+    objects = IntegrationQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("integration")
+        verbose_name_plural = _("integrations")
+        ordering = ["installation__name", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "installation"], name="unique_integration_per_client"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.client} → {self.installation}"
+
+    def get_absolute_url(self):
+        return reverse("integrations:list", kwargs={"client_pk": self.client_id})
+
+    @property
+    def is_current(self) -> bool:
+        return self.removed_at is None and self.installation.removed_at is None
+
+    def takes(self, category: str) -> bool:
+        connector = self.installation.connector_class
+        return category in self.categories and connector is not None and (
+            category in connector.accepts
+        )

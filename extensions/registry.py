@@ -1,0 +1,31 @@
+"""The connectors the Store offers: an explicit list, imported when first needed.
+
+Adding a destination is one module under ``connectors/`` and one line here.
+"""
+
+from functools import cache
+
+from django.utils.module_loading import import_string
+
+from extensions.connectors.base import Connector
+
+CONNECTORS = [
+    "extensions.connectors.sftp.SftpConnector",
+    "extensions.connectors.email.EmailConnector",
+    "extensions.connectors.http.HttpConnector",
+]
+
+
+@cache
+def connectors() -> dict[str, type[Connector]]:
+    loaded = {}
+    for path in CONNECTORS:
+        connector = import_string(path)
+        if connector.key in loaded:
+            raise ValueError(f"two connectors share the key {connector.key!r}")
+        loaded[connector.key] = connector
+    return loaded
+
+
+def get(key: str) -> type[Connector] | None:
+    return connectors().get(key)
