@@ -61,11 +61,11 @@ def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
     """About a minute, doubling per attempt, capped at six hours, with ±20 % jitter."""
     base = _setting("EXPORT_RETRY_BASE_SECONDS", 60)
     cap = _setting("EXPORT_RETRY_CAP_SECONDS", 6 * 3600)
-    delay = min(cap, base * 2 ** max(0, attempts - 1))
+    delay = base * 2 ** min(max(0, attempts - 1), 30)
     delay *= random.uniform(0.8, 1.2)  # noqa: S311 - spreading retries, not security
     if retry_after is not None:
-        delay = min(cap, max(delay, retry_after))
-    return timedelta(seconds=delay)
+        delay = max(delay, retry_after)
+    return timedelta(seconds=min(cap, delay))
 
 
 @dataclass(frozen=True)
