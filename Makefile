@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test lint format messages migrate clean
+.PHONY: setup peers run test lint format messages migrate clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ run: migrate
 		$(MANAGE) runserver $(HOST):$(PORT) & \
 		wait -n'
 
-test: setup
+# Real servers the tests talk to (OpenSSH for SFTP), from Debian's packages.
+peers:
+	@test -x /usr/sbin/sshd || (apt-get update -qq && apt-get install -y -qq openssh-server)
+
+test: setup peers
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -45,7 +49,7 @@ format: setup
 # Needs GNU gettext (installed with apt-get when missing).
 messages: setup
 	@command -v msgfmt >/dev/null || (apt-get update -qq && apt-get install -y -qq gettext)
-	DEBUG=1 $(MANAGE) makemessages --locale nl --locale fr --locale en --ignore '.venv/*' --ignore 'var/*' --no-obsolete
+	DEBUG=1 $(MANAGE) makemessages --keyword=N_ --locale nl --locale fr --locale en --ignore '.venv/*' --ignore 'var/*' --no-obsolete
 	DEBUG=1 $(MANAGE) makemessages --domain djangojs --locale nl --locale fr --locale en --ignore '.venv/*' --ignore 'var/*' --no-obsolete
 	DEBUG=1 $(MANAGE) compilemessages --ignore '.venv/*'
 

@@ -5,6 +5,7 @@ import itertools
 
 import pytest
 from django.core.files.base import ContentFile
+from django.utils import translation
 
 from clients.models import Client, Document
 from clients.release import INITIAL_STATUS
@@ -24,6 +25,14 @@ def enterprise_number(seed: int) -> str:
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _default_language(settings):
+    """A request in another language leaves it active in the thread; start each test clean."""
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
 
 
 @pytest.fixture

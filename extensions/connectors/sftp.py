@@ -1,0 +1,722 @@
+"""SFTP: documents written as files into the firm's own server, one SSH connection a batch.
+
+Choices, and why:
+
+* The server's host key is pinned (``settings["known_host_key"]``): an unknown key raises
+  :class:`HostKeyUnknown` before any credential is sent, a different key raises
+  :class:`HostKeyChanged` and stops exports until a person accepts it. Nothing is ever
+  trusted automatically; neither the SSH agent nor ``~/.ssh`` keys of the worker are used.
+* The TCP socket comes from :func:`extensions.outbound.connect`, so a firm cannot point
+  the portal at its own network, and every step has a timeout.
+* A file is written as ``.<name>.part``, set to mode 664, then renamed over the final name
+  (posix-rename, atomic; remove + rename where the server lacks it). A retried document
+  has the same name, so it replaces the first copy instead of adding a second, and the
+  firm's import tool never reads half a file.
+* Errors are typed for the engine and worded for the Integrations tab: the password or
+  key never appears in them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import logging
+import posixpath
+import re
+import socket
+import stat
+import time
+from contextlib import contextmanager, suppress
+from secrets import token_hex
+
+import paramiko
+from django import forms
+from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from extensions import outbound, paths
+from extensions.connectors.base import (
+    PEPPOL_BIS3,
+    REPORT,
+    Connector,
+    ConnectorError,
+    ExportFile,
+    HostKeyChanged,
+    HostKeyUnknown,
+    PermanentError,
+    ReauthorizationRequired,
+    Receipt,
+    TransientError,
+    secret,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 22
+CONNECT_TIMEOUT = 15.0  # TCP connect and the SSH handshake
+AUTH_TIMEOUT = 30.0
+IO_TIMEOUT = 60.0  # any single SFTP request (open, write acknowledgements, rename)
+FILE_MODE = 0o664
+FOLDER_MODE = 0o755
+_KEY_TYPES = (paramiko.Ed25519Key, paramiko.RSAKey, paramiko.ECDSAKey)
+_HOST = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,253}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# --- keys ----------------------------------------------------------------------------
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's form, ``SHA256:<base64 without padding>``, as ``ssh-keygen -l`` shows it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+class PrivateKeyError(ValueError):
+    """A private key that cannot be used; ``code`` says why (invalid, encrypted, passphrase)."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+def normalize_private_key(text: str) -> str:
+    """Pasted keys come with CRLF, trailing blanks or no final newline; paramiko minds."""
+    lines = [line.strip() for line in (text or "").strip().splitlines()]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def load_private_key(text: str, passphrase: str | None = None) -> paramiko.PKey:
+    """An Ed25519, RSA or ECDSA key from OpenSSH or PEM text, or :class:`PrivateKeyError`."""
+    text = normalize_private_key(text)
+    encrypted = False
+    for key_type in _KEY_TYPES:
+        try:
+            return key_type.from_private_key(io.StringIO(text))
+        except paramiko.PasswordRequiredException:
+            encrypted = True
+            break
+        except Exception:  # noqa: S112 - any parse failure means "not this key type"
+            continue
+    if not encrypted:
+        raise PrivateKeyError("invalid")
+    if not passphrase:
+        raise PrivateKeyError("encrypted")
+    for key_type in _KEY_TYPES:
+        try:
+            return key_type.from_private_key(io.StringIO(text), password=passphrase)
+        except Exception:  # noqa: S112 - a wrong passphrase fails as garbage of every type
+            continue
+    raise PrivateKeyError("passphrase")
+
+
+def _pinned_key(pin) -> paramiko.PKey | None:
+    """The accepted host key from settings, or None when there is none (or it is unreadable)."""
+    if not isinstance(pin, dict):
+        return None
+    try:
+        return paramiko.PKey.from_type_string(pin["type"], base64.b64decode(pin["key"]))
+    except (KeyError, TypeError, ValueError, binascii.Error, paramiko.SSHException):
+        logger.warning("ignoring an unreadable pinned host key")
+        return None
+
+
+class _UnknownHostKey(Exception):
+    def __init__(self, key: paramiko.PKey):
+        super().__init__("unknown host key")
+        self.key = key
+
+
+class _RecordAndReject(paramiko.MissingHostKeyPolicy):
+    """RejectPolicy that keeps the key it rejected, so the user can be shown it."""
+
+    def missing_host_key(self, client, hostname, key):
+        raise _UnknownHostKey(key)
+
+
+# --- forms ---------------------------------------------------------------------------
+
+
+class _SecretTextarea(forms.Textarea):
+    """A textarea that, like a password field, never renders a value back."""
+
+    def format_value(self, value):
+        return None
+
+
+def _variables() -> str:
+    return ", ".join(f"[{name}]" for name in paths.KNOWN_VARIABLES)
+
+
+def _clean_template(value: str) -> str:
+    value = (value or "").strip()
+    return paths.validate_template(value) if value else ""
+
+
+class SftpSettingsForm(forms.Form):
+    """The install-level configuration; blank secrets on an edit keep the stored ones."""
+
+    host = forms.CharField(label=gettext_lazy("Server"), max_length=253)
+    port = forms.IntegerField(
+        label=gettext_lazy("Port"), initial=DEFAULT_PORT, min_value=1, max_value=65535
+    )
+    username = forms.CharField(label=gettext_lazy("User name"), max_length=100)
+    password = secret(forms.CharField(label=gettext_lazy("Password"), max_length=500, strip=False))
+    private_key = secret(
+        forms.CharField(
+            label=gettext_lazy("Private key"),
+            max_length=20000,
+            help_text=gettext_lazy(
+                "Instead of or next to the password: an ed25519 or RSA private key in "
+                "OpenSSH or PEM format (the text starting with “-----BEGIN”)."
+            ),
+        )
+    )
+    passphrase = secret(
+        forms.CharField(
+            label=gettext_lazy("Key passphrase"),
+            max_length=500,
+            strip=False,
+            help_text=gettext_lazy("Only if the private key is protected by one."),
+        )
+    )
+    upload_path = forms.CharField(
+        label=gettext_lazy("Upload folder"),
+        max_length=500,
+        required=False,
+        initial=paths.DEFAULT_TEMPLATE,
+    )
+    report_path = forms.CharField(
+        label=gettext_lazy("Folder for transaction reports"),
+        max_length=500,
+        required=False,
+        help_text=gettext_lazy("Leave empty to use the upload folder."),
+    )
+    output_format = forms.ChoiceField(
+        label=gettext_lazy("File format"),
+        choices=[(PEPPOL_BIS3, gettext_lazy("Peppol BIS 3.0 UBL"))],
+        initial=PEPPOL_BIS3,
+    )
+
+    def __init__(self, *args, has_stored_secrets=(), **kwargs):
+        self.has_stored_secrets = set(has_stored_secrets or ())
+        super().__init__(*args, **kwargs)
+        self.fields["private_key"].widget = _SecretTextarea(
+            attrs={"rows": 6, "spellcheck": "false", "autocomplete": "off"}
+        )
+        # Built here, not at import, so they are in the language of the request.
+        self.fields["upload_path"].help_text = _(
+            "Relative to the SFTP user's home folder; folders are created as needed. "
+            "Variables: %(variables)s. Empty: the home folder itself."
+        ) % {"variables": _variables()}
+        for name in ("password", "private_key", "passphrase"):
+            if name in self.has_stored_secrets:
+                self.fields[name].help_text = _("Stored. Leave empty to keep it.")
+
+    @property
+    def notes(self) -> list[str]:
+        """Advice shown with the form: what to whitelist and which folder rights to give."""
+        notes = []
+        egress = list(getattr(django_settings, "EXPORT_EGRESS_IPS", []) or [])
+        if egress:
+            notes.append(
+                _(
+                    "Exports connect from these addresses: %(addresses)s. If the server or "
+                    "its firewall only lets known addresses in, add them to its whitelist."
+                )
+                % {"addresses": ", ".join(egress)}
+            )
+        notes.append(
+            _(
+                "The SFTP user must own the upload folder (mode 755), so it can create "
+                "subfolders and write files; files arrive with mode 664."
+            )
+        )
+        return notes
+
+    def clean_host(self):
+        host = self.cleaned_data["host"].strip()
+        if "://" in host or "/" in host or "@" in host:
+            raise ValidationError(
+                _("Enter only the server name or IP address, without sftp://, user or path."),
+                code="host",
+            )
+        if not _HOST.match(host):
+            raise ValidationError(_("This is not a valid server name."), code="host")
+        return host
+
+    def clean_username(self):
+        username = self.cleaned_data["username"].strip()
+        if _CONTROL.search(username):
+            raise ValidationError(_("The user name contains a control character."))
+        return username
+
+    def clean_private_key(self):
+        return normalize_private_key(self.cleaned_data.get("private_key", ""))
+
+    def clean_upload_path(self):
+        return _clean_template(self.cleaned_data.get("upload_path"))
+
+    def clean_report_path(self):
+        return _clean_template(self.cleaned_data.get("report_path"))
+
+    def clean(self):
+        cleaned = super().clean()
+        has = {
+            name
+            for name in ("password", "private_key", "passphrase")
+            if cleaned.get(name) or name in self.has_stored_secrets
+        }
+        if not has & {"password", "private_key"}:
+            raise ValidationError(
+                _("Enter a password, a private key, or both."), code="credentials"
+            )
+        key = cleaned.get("private_key")
+        if key:
+            try:
+                load_private_key(key, cleaned.get("passphrase") or None)
+            except PrivateKeyError as exc:
+                if exc.code == "invalid":
+                    self.add_error(
+                        "private_key",
+                        _(
+                            "This is not a private key this connector can read. Paste an "
+                            "ed25519 or RSA private key in OpenSSH or PEM format."
+                        ),
+                    )
+                elif exc.code == "encrypted" and "passphrase" not in self.has_stored_secrets:
+                    self.add_error(
+                        "passphrase", _("This private key is protected: enter its passphrase.")
+                    )
+                elif exc.code == "passphrase" and cleaned.get("passphrase"):
+                    self.add_error("passphrase", _("This passphrase does not unlock the key."))
+                # Otherwise the stored passphrase will be used; "Test connection" checks it.
+        return cleaned
+
+
+class SftpClientForm(forms.Form):
+    """Per client: an optional folder that replaces the installation's."""
+
+    path = forms.CharField(label=gettext_lazy("Folder"), max_length=500, required=False)
+
+    def __init__(self, *args, has_stored_secrets=(), **kwargs):  # no secrets per client
+        super().__init__(*args, **kwargs)
+        self.fields["path"].help_text = _(
+            "Leave empty to use the installation's upload folder. Variables: %(variables)s."
+        ) % {"variables": _variables()}
+
+    def clean_path(self):
+        return _clean_template(self.cleaned_data.get("path"))
+
+
+# --- the connector -------------------------------------------------------------------
+
+
+class SftpConnector(Connector):
+    key = "sftp"
+    name = "SFTP"
+    category = "storage"
+    description = gettext_lazy(
+        "Writes each approved purchase invoice, sent sales invoice and transaction report "
+        "as a file on your own SFTP server, in the folders you choose."
+    )
+    writes = gettext_lazy(
+        "Creates folders and writes files (mode 664) in the upload folder of the SFTP "
+        "account you configure. It never reads, changes or deletes your other files."
+    )
+    settings_form = SftpSettingsForm
+    client_form = SftpClientForm
+
+    # -- where files go ---------------------------------------------------------------
+
+    def folder_template(self, client_settings, category: str) -> str:
+        override = (client_settings or {}).get("path") or ""
+        if override.strip():
+            return override
+        settings = self.destination.settings
+        if category == REPORT and (settings.get("report_path") or "").strip():
+            return settings["report_path"]
+        return settings.get("upload_path", paths.DEFAULT_TEMPLATE) or ""
+
+    # -- connecting -------------------------------------------------------------------
+
+    @property
+    def _host(self) -> str:
+        return str(self.destination.settings.get("host") or "").strip()
+
+    @property
+    def _port(self) -> int:
+        return int(self.destination.settings.get("port") or DEFAULT_PORT)
+
+    @property
+    def _username(self) -> str:
+        return str(self.destination.settings.get("username") or "")
+
+    @property
+    def _server(self) -> str:
+        return f"{self._host}:{self._port}"
+
+    def _credentials(self) -> tuple[str | None, paramiko.PKey | None]:
+        secrets = self.destination.secrets or {}
+        password = secrets.get("password") or None
+        pkey = None
+        if secrets.get("private_key"):
+            try:
+                pkey = load_private_key(secrets["private_key"], secrets.get("passphrase") or None)
+            except PrivateKeyError as exc:
+                reason = {
+                    "encrypted": _("it needs a passphrase"),
+                    "passphrase": _("the passphrase does not unlock it"),
+                }.get(exc.code, _("it is not a supported key"))
+                raise ReauthorizationRequired(
+                    _("The stored private key cannot be used: %(reason)s.") % {"reason": reason}
+                ) from None
+        if password is None and pkey is None:
+            raise ReauthorizationRequired(
+                _("No password or private key is set for user %(user)s on %(server)s.")
+                % {"user": self._username, "server": self._server}
+            )
+        return password, pkey
+
+    def _socket(self) -> socket.socket:
+        server = {"server": self._server, "host": self._host}
+        try:
+            return outbound.connect(self._host, self._port, timeout=CONNECT_TIMEOUT)
+        except outbound.BlockedHost as exc:
+            raise PermanentError(str(exc)) from None
+        except socket.gaierror:
+            raise TransientError(_("cannot resolve the server name %(host)s") % server) from None
+        except ConnectionRefusedError:
+            raise TransientError(_("connection refused by %(server)s") % server) from None
+        except TimeoutError:
+            raise TransientError(_("connection to %(server)s timed out") % server) from None
+        except ConnectionResetError:
+            raise TransientError(_("connection reset by %(server)s") % server) from None
+        except OSError as exc:
+            raise TransientError(
+                _("cannot connect to %(server)s: %(reason)s")
+                % {**server, "reason": exc.strerror or exc}
+            ) from None
+
+    def _connect(self) -> paramiko.SSHClient:
+        """One authenticated SSH connection to a server whose key is the pinned one."""
+        host, port = self._host, self._port
+        password, pkey = self._credentials()
+        sock = self._socket()
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(_RecordAndReject())
+        pinned = _pinned_key(self.destination.settings.get("known_host_key"))
+        if pinned is not None:
+            name = host if port == DEFAULT_PORT else f"[{host}]:{port}"
+            client.get_host_keys().add(name, pinned.get_name(), pinned)
+        started = time.monotonic()
+        try:
+            client.connect(
+                hostname=host,
+                port=port,
+                username=self._username,
+                password=password,
+                pkey=pkey,
+                sock=sock,
+                timeout=CONNECT_TIMEOUT,
+                banner_timeout=CONNECT_TIMEOUT,
+                auth_timeout=AUTH_TIMEOUT,
+                channel_timeout=IO_TIMEOUT,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+        except BaseException as exc:
+            client.close()
+            sock.close()
+            timed_out = time.monotonic() - started >= CONNECT_TIMEOUT
+            raise self._connect_error(exc, timed_out=timed_out) from None
+        return client
+
+    def _connect_error(self, exc: BaseException, *, timed_out: bool) -> BaseException:
+        server = self._server
+        if isinstance(exc, _UnknownHostKey):
+            key = exc.key
+            return HostKeyUnknown(
+                _(
+                    "First connection to %(server)s: check that the server's key "
+                    "fingerprint is %(fingerprint)s, then accept it."
+                )
+                % {"server": server, "fingerprint": fingerprint(key)},
+                fingerprint=fingerprint(key),
+                key_type=key.get_name(),
+                key=key.get_base64(),
+            )
+        if isinstance(exc, paramiko.BadHostKeyException):
+            key = exc.key
+            return HostKeyChanged(
+                _(
+                    "The host key of %(server)s changed: it is now %(fingerprint)s instead "
+                    "of the accepted %(pinned)s. Exports are stopped until someone checks "
+                    "and accepts the new key."
+                )
+                % {
+                    "server": server,
+                    "fingerprint": fingerprint(key),
+                    "pinned": fingerprint(exc.expected_key),
+                },
+                fingerprint=fingerprint(key),
+                key_type=key.get_name(),
+                key=key.get_base64(),
+            )
+        if isinstance(exc, paramiko.AuthenticationException):
+            return ReauthorizationRequired(
+                _("authentication failed for user %(user)s on %(server)s")
+                % {"user": self._username, "server": server}
+            )
+        if isinstance(exc, TimeoutError) or (
+            timed_out and isinstance(exc, paramiko.SSHException | EOFError)
+        ):
+            # paramiko reports a stalled handshake as "No existing session" or a banner error.
+            return TransientError(
+                _("%(server)s did not complete the SSH handshake within %(seconds)s seconds")
+                % {"server": server, "seconds": f"{CONNECT_TIMEOUT:g}"}
+            )
+        if isinstance(exc, ConnectionResetError):
+            return TransientError(_("connection reset by %(server)s") % {"server": server})
+        if isinstance(exc, paramiko.SSHException | EOFError | OSError):
+            return TransientError(
+                _("could not open an SSH session with %(server)s: %(reason)s")
+                % {"server": server, "reason": str(exc) or type(exc).__name__}
+            )
+        return exc
+
+    @contextmanager
+    def open(self):
+        """One SSH connection and SFTP channel for the whole batch; closed on the way out."""
+        client = self._connect()
+        try:
+            try:
+                sftp = client.open_sftp()
+                sftp.get_channel().settimeout(IO_TIMEOUT)
+                session = SftpSession(client, sftp, self._server)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise TransientError(
+                    _("connected to %(server)s, but it did not start SFTP: %(reason)s")
+                    % {"server": self._server, "reason": str(exc) or type(exc).__name__}
+                ) from None
+            yield session
+        finally:
+            client.close()
+
+    def check(self) -> str:
+        """Connect, then write and remove a file where documents will go (static part)."""
+        settings = self.destination.settings
+        templates = [settings.get("upload_path", paths.DEFAULT_TEMPLATE) or ""]
+        if (settings.get("report_path") or "").strip():
+            templates.append(settings["report_path"])
+        folders = []
+        for template in templates:
+            parts = static_parts(template)
+            if parts not in folders:
+                folders.append(parts)
+        with self.open() as session:
+            for parts in folders:
+                session.probe(parts)
+        return _(
+            "Connected to %(server)s as %(user)s; wrote and removed a test file in %(folders)s."
+        ) % {
+            "server": self._server,
+            "user": self._username,
+            "folders": ", ".join(paths.join(parts) or _("the home folder") for parts in folders),
+        }
+
+
+def static_parts(template: str) -> tuple[str, ...]:
+    """The folders before the first ``[variable]``: the part "Test connection" can check."""
+    segments = []
+    for segment in paths.validate_template(template).split("/"):
+        if "[" in segment:
+            break
+        segments.append(segment)
+    return paths.render(
+        "/".join(segments),
+        client=paths.SAMPLE_CLIENT,
+        category="purchase",
+        today=timezone.localdate(),  # unused: no variable is left in a static prefix
+    )
+
+
+# --- the session ---------------------------------------------------------------------
+
+
+class SftpSession:
+    """Sends files over one open SFTP channel; remembers which folders exist."""
+
+    def __init__(self, client: paramiko.SSHClient, sftp: paramiko.SFTPClient, server: str):
+        self._client, self._sftp, self._server = client, sftp, server
+        self.home = sftp.normalize(".")
+        self._folders = {self.home}
+        self._posix_rename = True
+        self._lost: TransientError | None = None
+
+    def send(self, export_file: ExportFile) -> Receipt:
+        if self._lost is not None:
+            raise TransientError(str(self._lost))
+        name = export_file.filename
+        if not name or name in (".", "..") or "/" in name or _CONTROL.search(name):
+            raise PermanentError(_("Refused an unsafe file name: %(name)r.") % {"name": name})
+        folder = self._ensure_folder(export_file.folder)
+        final = posixpath.join(folder, name)
+        part = posixpath.join(folder, f".{name}.part")
+        try:
+            with self._errors(folder, writing=True):
+                self._write(part, export_file.content)
+            with self._errors(folder):
+                self._sftp.chmod(part, FILE_MODE)
+                self._rename(part, final)
+        except ConnectorError:
+            self._discard(part)
+            raise
+        return Receipt(reference=final, detail=f"{len(export_file.content)} bytes")
+
+    def probe(self, parts: tuple[str, ...]) -> str:
+        """Write and remove a small file in ``parts``: what "Test connection" promises."""
+        receipt = self.send(
+            ExportFile(
+                content=b"Partner Space connection test; safe to delete.\n",
+                filename=f".partnerspace-test-{token_hex(6)}",
+                folder=parts,
+                content_type="text/plain",
+                metadata={},
+            )
+        )
+        try:
+            self._sftp.remove(receipt.reference)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise PermanentError(
+                _("Wrote the test file %(path)s but could not remove it: %(reason)s")
+                % {"path": receipt.reference, "reason": str(exc) or type(exc).__name__}
+            ) from None
+        return posixpath.dirname(receipt.reference)
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _write(self, part: str, content: bytes) -> None:
+        handle = self._sftp.open(part, "wb")
+        try:
+            handle.set_pipelined(True)
+            handle.write(content)
+            handle.flush()  # send the tail now, so close() waits for every acknowledgement
+        except BaseException:
+            with suppress(OSError, EOFError, paramiko.SSHException):
+                handle.close()
+            raise
+        handle.close()
+
+    def _rename(self, part: str, final: str) -> None:
+        if self._posix_rename:
+            try:
+                self._sftp.posix_rename(part, final)
+                return
+            except OSError as exc:
+                if exc.errno is not None or self._connection_lost(exc):
+                    raise
+                # A bare failure: most likely the server lacks the posix-rename extension.
+                self._posix_rename = False
+        with suppress(FileNotFoundError):
+            self._sftp.remove(final)
+        self._sftp.rename(part, final)
+
+    def _ensure_folder(self, parts) -> str:
+        """Create missing folders one level at a time; tolerate another worker's mkdir."""
+        path = self.home
+        for part in parts:
+            if part in ("", "."):
+                continue
+            if part == ".." or "/" in part or _CONTROL.search(part):
+                raise PermanentError(
+                    _("Refused an unsafe folder name: %(name)r.") % {"name": part}
+                )
+            parent, path = path, posixpath.join(path, part)
+            if path in self._folders:
+                continue
+            with self._errors(parent):
+                self._make_folder(path)
+            self._folders.add(path)
+        return path
+
+    def _make_folder(self, path: str) -> None:
+        try:
+            if stat.S_ISDIR(self._sftp.stat(path).st_mode or 0):
+                return
+            raise PermanentError(
+                _("%(path)s exists on the server but is not a folder.") % {"path": path}
+            )
+        except FileNotFoundError:
+            pass
+        try:
+            self._sftp.mkdir(path, FOLDER_MODE)
+        except OSError as exc:
+            if self._connection_lost(exc):
+                raise
+            try:  # made by someone else since our stat?
+                if stat.S_ISDIR(self._sftp.stat(path).st_mode or 0):
+                    return
+            except FileNotFoundError:
+                pass
+            raise
+
+    def _discard(self, part: str) -> None:
+        """Best effort: no ``.part`` left behind, unless the connection is gone."""
+        if self._lost is None:
+            with suppress(OSError, EOFError, paramiko.SSHException):
+                self._sftp.remove(part)
+
+    # -- errors -----------------------------------------------------------------------
+
+    def _connection_lost(self, exc: BaseException) -> bool:
+        if isinstance(exc, EOFError | paramiko.SSHException | TimeoutError | ConnectionError):
+            return True
+        transport = self._client.get_transport()
+        return transport is None or not transport.is_active() or self._sftp.sock.closed
+
+    @contextmanager
+    def _errors(self, folder: str, *, writing: bool = False):
+        """Turn SFTP and socket failures into the engine's typed errors, worded for people."""
+        try:
+            yield
+        except ConnectorError:
+            raise
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            reason = str(exc) or type(exc).__name__
+            if self._connection_lost(exc):
+                self._lost = TransientError(
+                    _("the connection to %(server)s was lost: %(reason)s")
+                    % {"server": self._server, "reason": reason}
+                )
+                raise self._lost from None
+            if isinstance(exc, PermissionError):
+                raise PermanentError(
+                    _("no write permission in %(path)s") % {"path": folder}
+                ) from None
+            if isinstance(exc, FileNotFoundError):
+                self._folders = {known for known in self._folders if known == self.home}
+                raise TransientError(
+                    _(
+                        "the folder %(path)s disappeared on the server; it is created again on "
+                        "the next attempt"
+                    )
+                    % {"path": folder}
+                ) from None
+            if writing:
+                raise TransientError(
+                    _(
+                        "the server could not store the file in %(path)s; its disk may be "
+                        "full (%(reason)s)"
+                    )
+                    % {"path": folder, "reason": reason}
+                ) from None
+            raise TransientError(
+                _("the server refused an operation in %(path)s: %(reason)s")
+                % {"path": folder, "reason": reason}
+            ) from None

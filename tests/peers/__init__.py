@@ -1,0 +1,1 @@
+"""Real servers the tests talk to (SFTP today), started as pytest fixtures."""
