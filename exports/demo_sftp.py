@@ -26,6 +26,7 @@ import threading
 from pathlib import Path
 
 import asyncssh
+from django.conf import settings
 
 START_TIMEOUT = 10.0
 
@@ -52,6 +53,21 @@ def describe_host_key(key: asyncssh.SSHKey) -> tuple[str, str, str]:
         base64.b64encode(key.public_data).decode("ascii"),
         key.get_fingerprint("sha256"),
     )
+
+
+DEMO_USER = "demo"
+DEMO_PORT = 2222
+DEFAULT_PASSWORD = "demo-sftp"  # noqa: S105 - the local demo server's published password
+DEMO_INSTALLATION = "Demo SFTP server"
+DEMO_PATH = "Invoice_import/[external_id]/[invoice_type]/"
+
+
+def demo_password() -> str:
+    return getattr(settings, "DEMO_SFTP_PASSWORD", "") or DEFAULT_PASSWORD
+
+
+def demo_host_key_path() -> Path:
+    return Path(settings.VAR_DIR) / "demo-sftp-host-key"
 
 
 def demo_host_key(path: Path) -> tuple[str, str, str]:
@@ -226,3 +242,39 @@ class SftpServer:
 
     def _closed(self, conn) -> None:
         self._open.discard(conn)
+
+
+def install_demo_extension(partner, clients):
+    """The demo firm's SFTP extension, pointing at ``demo_sftp_server``, key pinned.
+
+    Idempotent; integrations are activated once, so documents the demo released before
+    stay home, as they would for a firm.
+    """
+    from extensions.models import Installation, Integration
+
+    key_type, key, fingerprint = demo_host_key(demo_host_key_path())
+    installation, _ = Installation.objects.update_or_create(
+        partner=partner,
+        connector="sftp",
+        name=DEMO_INSTALLATION,
+        defaults={
+            "settings": {
+                "host": "127.0.0.1",
+                "port": DEMO_PORT,
+                "username": DEMO_USER,
+                "upload_path": DEMO_PATH,
+                "report_path": "",
+                "output_format": "peppol-bis-3",
+                "known_host_key": {"type": key_type, "key": key, "fingerprint": fingerprint},
+            },
+            "secrets": {"password": demo_password()},
+            "removed_at": None,
+        },
+    )
+    for client in clients:
+        Integration.objects.get_or_create(
+            client=client,
+            installation=installation,
+            defaults={"categories": ["purchase", "sales", "report"]},
+        )
+    return installation

@@ -22,8 +22,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clients.models import Document
-from extensions import paths
 from exports.models import ExportAttempt, ExportJob
+from extensions import paths, registry
 from extensions.connectors.base import (
     ConnectorError,
     ExportFile,
@@ -31,7 +31,6 @@ from extensions.connectors.base import (
     ReauthorizationRequired,
     TransientError,
 )
-from extensions import registry
 from extensions.models import Installation, Integration
 
 logger = logging.getLogger(__name__)
@@ -295,7 +294,9 @@ def build_file(job: ExportJob, connector) -> ExportFile:
     integration = job.integration
     template = connector.folder_template(integration.client_settings, document.category)
     folder = (
-        paths.render(template, client=client, category=document.category, today=timezone.localdate())
+        paths.render(
+            template, client=client, category=document.category, today=timezone.localdate()
+        )
         if template is not None
         else ()
     )
@@ -360,8 +361,8 @@ def _record_delivery(job, reference, started, worker):
 def _record_failure(job, exc, started, worker, *, permanent: bool):
     attempts = job.attempts + 1
     dead = permanent or attempts >= max_attempts()
-    next_at = None if dead else timezone.now() + backoff(
-        attempts, getattr(exc, "retry_after", None)
+    next_at = (
+        None if dead else timezone.now() + backoff(attempts, getattr(exc, "retry_after", None))
     )
     message = str(exc)
     with transaction.atomic():
@@ -438,8 +439,7 @@ def due_destinations(installation_id: int | None = None) -> set[Destination]:
     if installation_id is not None:
         jobs = jobs.filter(installation_id=installation_id)
     rows = (
-        jobs
-        .filter(
+        jobs.filter(
             Q(installation__active=True)
             & Q(installation__removed_at__isnull=True)
             & ~Q(installation__status=Installation.Status.RECONNECT)

@@ -36,9 +36,7 @@ class ExportJob(models.Model):
     installation = models.ForeignKey(
         Installation, on_delete=models.CASCADE, related_name="jobs", verbose_name=_("destination")
     )
-    status = models.CharField(
-        _("status"), max_length=10, choices=Status, default=Status.PENDING
-    )
+    status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False)

@@ -5,7 +5,15 @@ from extensions.models import Installation, Integration
 
 @admin.register(Installation)
 class InstallationAdmin(admin.ModelAdmin):
-    list_display = ["name", "partner", "connector", "active", "status", "installed_at", "removed_at"]
+    list_display = [
+        "name",
+        "partner",
+        "connector",
+        "active",
+        "status",
+        "installed_at",
+        "removed_at",
+    ]
     list_filter = ["connector", "active", "status", "partner"]
     search_fields = ["name", "partner__name"]
     # Secrets are never shown, not even encrypted.

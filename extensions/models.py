@@ -133,6 +133,8 @@ class Integration(models.Model):
 
     def takes(self, category: str) -> bool:
         connector = self.installation.connector_class
-        return category in self.categories and connector is not None and (
-            category in connector.accepts
+        return (
+            category in self.categories
+            and connector is not None
+            and (category in connector.accepts)
         )

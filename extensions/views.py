@@ -116,7 +116,9 @@ def configure(request, connector_key):
     if "accept_key" in request.POST:
         return _accept_key(request, connector)
     if "confirmed" in request.POST and "name" not in request.POST:
-        meta_form = InstallationForm(initial={"name": connector.name}, terms_url=connector.terms_url)
+        meta_form = InstallationForm(
+            initial={"name": connector.name}, terms_url=connector.terms_url
+        )
         return _render_configure(request, connector, meta_form, _settings_form(connector))
     meta_form = InstallationForm(request.POST, terms_url=connector.terms_url)
     settings_form = _settings_form(connector, request.POST)
@@ -134,7 +136,9 @@ def configure(request, connector_key):
     return _check_and_save(request, installation, meta_form, settings_form, created=True)
 
 
-def _render_configure(request, connector, meta_form, settings_form, *, error="", installation=None):
+def _render_configure(
+    request, connector, meta_form, settings_form, *, error="", installation=None
+):
     return render(
         request,
         "extensions/configure.html",
@@ -242,9 +246,7 @@ def manage(request, installation_pk):
             installation.name = meta_form.cleaned_data["name"]
             installation.settings = {**installation.settings, **values}
             installation.secrets = secrets
-            return _check_and_save(
-                request, installation, meta_form, settings_form, created=False
-            )
+            return _check_and_save(request, installation, meta_form, settings_form, created=False)
     else:
         meta_form = InstallationForm(initial={"name": installation.name}, terms_url="")
         settings_form = _settings_form(connector, installation=installation)
@@ -404,8 +406,10 @@ def _integration_form(request, client, installation, integration, *, creating=Fa
         if current:
             kwargs["has_stored_secrets"] = {k for k, v in current.client_secrets.items() if v}
         client_form = form_class(data, **kwargs)
-    if data is not None and categories_form.is_valid() and (
-        client_form is None or client_form.is_valid()
+    if (
+        data is not None
+        and categories_form.is_valid()
+        and (client_form is None or client_form.is_valid())
     ):
         values, secrets = _split(
             connector, client_form, current.client_secrets if current else None

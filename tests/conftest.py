@@ -13,6 +13,8 @@ from exports.models import ExportJob
 from extensions.models import Installation, Integration
 from partnerspace.models import Membership, Partner
 
+pytest_plugins = ["tests.peers.sftp", "tests.peers.smtp", "tests.peers.http"]
+
 _sequence = itertools.count(1)
 
 

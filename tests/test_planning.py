@@ -52,7 +52,7 @@ def test_documents_released_before_activation_are_not_exported(setup):
 
 
 def test_categories_not_chosen_are_not_exported(setup):
-    firm, integration, make_document = setup
+    firm, _, make_document = setup
     report = make_document(firm["clients"][0], Document.Category.REPORT)
     release(report)
     assert jobs_for(report) == []  # the integration takes purchases and sales only

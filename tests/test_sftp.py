@@ -24,7 +24,8 @@ from extensions.connectors.base import (
     TransientError,
 )
 from extensions.connectors.sftp import SftpClientForm, SftpConnector, SftpSettingsForm
-from tests.peers.sftp import client_key, free_port, openssh_server, sftp_server  # noqa: F401
+from tests.peers import free_port
+from tests.peers.sftp import client_key
 
 PEERS = ["sftp_server", "openssh_server"]
 

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from exports.demo_sftp import SftpServer
+from tests.peers import free_port
 
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = "ssh-keygen"
@@ -89,12 +90,6 @@ def client_key(passphrase: str | None = None) -> tuple[str, str]:
 def openssh_fingerprint(key_base64: str) -> str:
     digest = hashlib.sha256(base64.b64decode(key_base64)).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # --- asyncssh --------------------------------------------------------------------------

@@ -11,25 +11,20 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from exports.demo_sftp import SftpServer
-
-DEMO_USER = "demo"
-DEFAULT_PASSWORD = "demo-sftp"  # noqa: S105 - the local demo server's published password
-
-
-def demo_password() -> str:
-    return getattr(settings, "DEMO_SFTP_PASSWORD", "") or DEFAULT_PASSWORD
-
-
-def demo_host_key_path() -> Path:
-    return Path(settings.VAR_DIR) / "demo-sftp-host-key"
+from exports.demo_sftp import (
+    DEMO_PORT,
+    DEMO_USER,
+    SftpServer,
+    demo_host_key_path,
+    demo_password,
+)
 
 
 class Command(BaseCommand):
     help = "Run the demo SFTP server (user demo) on 127.0.0.1 until Ctrl-C."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=2222)
+        parser.add_argument("--port", type=int, default=DEMO_PORT)
         parser.add_argument(
             "--root",
             type=Path,

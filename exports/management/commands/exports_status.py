@@ -56,6 +56,8 @@ class Command(BaseCommand):
         ]
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         for line in lines:
-            self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+            self.stdout.write(
+                "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
+            )
         if not table:
             self.stdout.write("No export jobs yet.")

@@ -8,6 +8,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from clients import demo
+from clients.models import Client
+from exports.demo_sftp import DEMO_INSTALLATION, install_demo_extension
+from partnerspace.models import Partner
 
 
 class Command(BaseCommand):
@@ -21,3 +24,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         with transaction.atomic():
             demo.seed(stdout=self.stdout)
+            partner = Partner.objects.get(enterprise_number=demo.partner_enterprise_number())
+            clients = Client.objects.for_partner(partner).order_by("external_id")[:2]
+            install_demo_extension(partner, clients)
+        self.stdout.write(
+            f"{DEMO_INSTALLATION}: exports of {', '.join(c.name for c in clients)} land in "
+            "var/demo-sftp/ once a document is approved, sent or published."
+        )

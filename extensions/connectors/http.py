@@ -1,0 +1,564 @@
+"""HTTP (webhook): every document is one request whose body is the original file.
+
+The address is typed in by a firm, so every request goes through the outbound guard
+(``extensions.outbound.session``: resolved once, private hosts refused, timeouts always).
+
+Choices, so a receiver knows what to expect:
+
+* **Where.** ``POST`` goes to the URL plus the rendered folder (``…/in/purchases/2025``):
+  the folder names a collection and the file name travels in ``X-File-Name`` and
+  ``Content-Disposition``. ``PUT`` goes to URL + folder + file name: the document's own
+  resource, so a retried upload overwrites the first one. Each part is percent-encoded.
+  Without a folder, ``POST`` uses the URL exactly as typed.
+* **Once only.** ``Idempotency-Key`` (and ``webhook-id`` when signing) is the export job's
+  key, the same on every attempt, so a receiver can drop a repeated delivery.
+* **Signing** follows Standard Webhooks (https://www.standardwebhooks.com/): the firm
+  pastes a ``whsec_<base64>`` secret it shares with its receiver. We do not generate one:
+  secrets are never shown back (DESIGN §7), so a generated one could not be copied into
+  the receiver.
+* **Outcomes.** 2xx → delivered. 408, 429 and 5xx → try again (``Retry-After`` honoured).
+  401/403 → ``ReauthorizationRequired``: a rotated token or password fails every document
+  the same way, so the installation waits for a person and nothing is lost. Other 4xx →
+  this document is refused for good. 307/308 are followed (at most 3, method and body
+  kept); 301/302/303 would turn the upload into a body-less GET, so they also wait for a
+  person to enter the new address, as does a redirect loop.
+* **Test connection** sends ``OPTIONS`` to the URL with the same authentication (signed
+  over an empty body when signing): harmless on any receiver. An answer below 500 other
+  than 401/403 means reachable and authorised, even 404 or 405.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import time
+import unicodedata
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from urllib3.exceptions import ReadTimeoutError
+
+from extensions import outbound, paths
+from extensions.connectors.base import (
+    Connector,
+    ConnectorError,
+    ExportFile,
+    PermanentError,
+    ReauthorizationRequired,
+    Receipt,
+    TransientError,
+    secret,
+)
+
+NONE, BASIC, BEARER, SIGNING = "none", "basic", "bearer", "signing"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
+MAX_BODY = 64 * 1024  # of a response we read; the rest is not needed
+MAX_JSON_BODY = 4096  # a response small enough to look for an ``id`` in
+DEFAULT_TIMEOUT = (10, 60)  # connect, read; settings.EXPORT_HTTP_TIMEOUT overrides
+USER_AGENT = "PartnerSpace-Export/1"
+_VISIBLE_ASCII = "".join(chr(code) for code in range(0x20, 0x7F) if chr(code) != "%")
+_CONTROL_RUN = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def timeout() -> tuple[float, float]:
+    value = getattr(settings, "EXPORT_HTTP_TIMEOUT", None) or DEFAULT_TIMEOUT
+    return value if isinstance(value, tuple | list) else (value, value)
+
+
+# --- forms --------------------------------------------------------------------------
+
+
+def _decode_signing_secret(value: str) -> bytes:
+    """The key bytes of a ``whsec_<base64>`` secret (Standard Webhooks: 24 to 64 bytes)."""
+    if not value.startswith(SECRET_PREFIX):
+        raise ValueError("missing prefix")
+    key = base64.b64decode(value[len(SECRET_PREFIX) :], validate=True)
+    if not 24 <= len(key) <= 64:
+        raise ValueError("wrong length")
+    return key
+
+
+class HttpSettingsForm(forms.Form):
+    url = forms.URLField(
+        label=gettext_lazy("URL"),
+        max_length=2000,
+        assume_scheme="https",
+        help_text=gettext_lazy("The address that receives the documents, e.g. https://…/in."),
+    )
+    path_template = forms.CharField(
+        label=gettext_lazy("Path"),
+        required=False,
+        max_length=500,
+        help_text=gettext_lazy(
+            "Appended to the URL's path, e.g. [invoice_type]/[year]/. Leave empty to use "
+            "the URL as it is."
+        ),
+    )
+    method = forms.ChoiceField(
+        label=gettext_lazy("Method"),
+        choices=[("POST", "POST"), ("PUT", "PUT")],
+        initial="POST",
+        help_text=gettext_lazy(
+            "POST sends to the URL and path; PUT sends to the URL, path and file name."
+        ),
+    )
+    auth = forms.ChoiceField(
+        label=gettext_lazy("Authentication"),
+        choices=[
+            (NONE, gettext_lazy("None")),
+            (BASIC, gettext_lazy("User name and password (Basic)")),
+            (BEARER, gettext_lazy("Token (Bearer)")),
+            (SIGNING, gettext_lazy("Signed requests (Standard Webhooks)")),
+        ],
+        initial=NONE,
+    )
+    username = forms.CharField(label=gettext_lazy("User name"), required=False, max_length=200)
+    password = secret(forms.CharField(label=gettext_lazy("Password"), max_length=500))
+    token = secret(forms.CharField(label=gettext_lazy("Token"), max_length=4000))
+    signing_secret = secret(
+        forms.CharField(
+            label=gettext_lazy("Signing secret"),
+            max_length=200,
+            help_text=gettext_lazy(
+                "The secret your receiver checks signatures with, written whsec_ followed "
+                "by 24 to 64 bytes in base64 (for one: openssl rand -base64 32)."
+            ),
+        )
+    )
+
+    def __init__(self, *args, has_stored_secrets=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        # Secrets already saved: a blank field keeps them (DESIGN §7).
+        self.has_stored_secrets = frozenset(has_stored_secrets)
+
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http"):
+            raise ValidationError(_("Use an https:// address."), code="scheme")
+        if parts.scheme == "http" and not getattr(settings, "EXPORT_ALLOW_PRIVATE_HOSTS", False):
+            raise ValidationError(
+                _("Use an https:// address: documents must be encrypted on their way."),
+                code="https",
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ValidationError(
+                _("Remove the user name and password from the URL; use Authentication."),
+                code="credentials",
+            )
+        if parts.fragment:
+            raise ValidationError(_("Remove the part after # from the URL."), code="fragment")
+        return url
+
+    def clean_path_template(self):
+        return paths.validate_template(self.cleaned_data["path_template"])
+
+    def clean_username(self):
+        username = self.cleaned_data["username"].strip()
+        if ":" in username or _CONTROL_RUN.search(username):
+            raise ValidationError(
+                _("A user name cannot contain a colon or control characters."), code="invalid"
+            )
+        return username
+
+    def clean_token(self):
+        token = self.cleaned_data["token"].strip()
+        if token and any(char not in _VISIBLE_ASCII or char == " " for char in token):
+            raise ValidationError(
+                _("A token holds letters, digits and punctuation only, without spaces."),
+                code="invalid",
+            )
+        return token
+
+    def clean_signing_secret(self):
+        value = self.cleaned_data["signing_secret"].strip()
+        if value:
+            try:
+                _decode_signing_secret(value)
+            except (ValueError, binascii.Error):
+                raise ValidationError(
+                    _("Write the secret as whsec_ followed by 24 to 64 bytes in base64."),
+                    code="invalid",
+                ) from None
+        return value
+
+    def clean(self):
+        cleaned = super().clean()
+        auth = cleaned.get("auth")
+        if auth == BASIC and not cleaned.get("username") and "username" not in self.errors:
+            self.add_error("username", _("Basic authentication needs a user name."))
+        needed = {
+            BASIC: ("password", _("Basic authentication needs a password.")),
+            BEARER: ("token", _("Token authentication needs a token.")),
+            SIGNING: ("signing_secret", _("Signed requests need a signing secret.")),
+        }.get(auth)
+        if needed:
+            name, message = needed
+            if (
+                not cleaned.get(name)
+                and name not in self.has_stored_secrets
+                and name not in self.errors
+            ):
+                self.add_error(name, message)
+        return cleaned
+
+
+class HttpClientForm(forms.Form):
+    path = forms.CharField(
+        label=gettext_lazy("Path"),
+        required=False,
+        max_length=500,
+        help_text=gettext_lazy(
+            "For this client only, instead of the extension's path, e.g. [external_id]/."
+        ),
+    )
+
+    def __init__(self, *args, has_stored_secrets=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.has_stored_secrets = frozenset(has_stored_secrets)
+
+    def clean_path(self):
+        path = self.cleaned_data["path"]
+        return paths.validate_template(path) if path.strip() else ""
+
+
+# --- requests -----------------------------------------------------------------------
+
+
+def header_value(text) -> str:
+    """Visible ASCII as is; anything else (and ``%``) percent-encoded UTF-8, never a CR/LF."""
+    return quote(str(text or ""), safe=_VISIBLE_ASCII)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment; filename="…"`` plus RFC 6266 ``filename*`` when it is not plain ASCII."""
+    fallback = "".join(
+        char if char in _VISIBLE_ASCII and char not in '"\\' else "_" for char in filename
+    )
+    value = f'attachment; filename="{fallback}"'
+    if fallback != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return value
+
+
+def sign(secret_value: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """Standard Webhooks ``webhook-signature``: HMAC-SHA256 over ``id.timestamp.body``."""
+    key = _decode_signing_secret(secret_value)
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds, from a number of seconds or an HTTP date."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _clean_text(text: str, limit: int) -> str:
+    text = "".join(" " if unicodedata.category(char)[0] == "C" else char for char in text)
+    return re.sub(r"\s+", " ", text).strip()[:limit]
+
+
+class _LossyRedirect(Exception):
+    def __init__(self, response):
+        super().__init__(response.status_code)
+        self.status = response.status_code
+        self.location = response.headers.get("Location", "")
+
+
+def _refuse_lossy_redirect(response, *args, **kwargs):
+    """Response hook: requests would follow 301/302/303 as a GET without the document."""
+    if response.status_code in (301, 302, 303) and response.request.method not in (
+        "GET",
+        "HEAD",
+        "OPTIONS",
+    ):
+        response.close()
+        raise _LossyRedirect(response)
+    return response
+
+
+def _causes(exc: BaseException):
+    """``exc`` and everything it wraps (requests → urllib3 → socket errors)."""
+    seen, pending = set(), [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+
+
+class HttpSession:
+    """One ``requests`` session (keep-alive) for a whole batch."""
+
+    def __init__(self, connector: HttpConnector, http: requests.Session):
+        self.connector = connector
+        self.http = http
+
+    def send(self, export_file: ExportFile) -> Receipt:
+        connector = self.connector
+        body = export_file.content
+        headers = {
+            "Content-Type": header_value(export_file.content_type) or "application/octet-stream",
+            "Content-Disposition": content_disposition(export_file.filename),
+            "X-File-Name": header_value(export_file.filename),
+        }
+        for header, key in (
+            ("X-Document-Id", "document_id"),
+            ("X-Document-Category", "category"),
+            ("X-Document-Kind", "kind"),
+            ("X-Document-Number", "number"),
+            ("X-Client-Number", "client_number"),
+        ):
+            if export_file.metadata.get(key):
+                headers[header] = header_value(export_file.metadata[key])
+        if export_file.idempotency_key:
+            headers["Idempotency-Key"] = header_value(export_file.idempotency_key)
+        headers.update(connector.auth_headers(body, export_file.idempotency_key))
+        url = connector.target_url(export_file)
+        status, response_headers, response_body = connector.request(
+            self.http, connector.method, url, data=body, headers=headers
+        )
+        if 200 <= status < 300:
+            return Receipt(reference=_reference(status, response_headers, response_body))
+        raise connector.failure(status, response_headers, response_body)
+
+
+def _reference(status: int, headers, body: bytes) -> str:
+    """Location, else a small JSON body's ``id``, else ``HTTP <status>``."""
+    location = _clean_text(headers.get("Location", ""), 500)
+    if location:
+        return location
+    if 0 < len(body) <= MAX_JSON_BODY:
+        try:
+            answer = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            answer = None
+        if isinstance(answer, dict) and isinstance(answer.get("id"), str | int):
+            return _clean_text(str(answer["id"]), 500) or f"HTTP {status}"
+    return f"HTTP {status}"
+
+
+class HttpConnector(Connector):
+    key = "http"
+    name = gettext_lazy("HTTP (webhook)")
+    description = gettext_lazy(
+        "Sends every document to a web address of yours, one HTTP request per document."
+    )
+    category = "http"
+    settings_form = HttpSettingsForm
+    client_form = HttpClientForm
+    writes = gettext_lazy(
+        "Sends each document's original file to the URL you configure, with its type, "
+        "number and client number in the request headers."
+    )
+
+    # --- configuration ---
+
+    @property
+    def url(self) -> str:
+        return self.destination.settings["url"]
+
+    @property
+    def method(self) -> str:
+        return self.destination.settings.get("method") or "POST"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    def folder_template(self, client_settings, category):
+        return (client_settings or {}).get("path") or self.destination.settings.get(
+            "path_template", ""
+        )
+
+    def target_url(self, export_file: ExportFile) -> str:
+        parts = [quote(part, safe="") for part in export_file.folder]
+        if self.method == "PUT":
+            parts.append(quote(export_file.filename, safe=""))
+        if not parts:
+            return self.url
+        scheme, netloc, path, query, _fragment = urlsplit(self.url)
+        return urlunsplit((scheme, netloc, path.rstrip("/") + "/" + "/".join(parts), query, ""))
+
+    def _secret(self, name: str) -> str:
+        return (self.destination.secrets or {}).get(name) or ""
+
+    def auth_headers(self, body: bytes, message_id: str) -> dict[str, str]:
+        auth = self.destination.settings.get("auth") or NONE
+        if auth == BASIC:
+            pair = f"{self.destination.settings.get('username', '')}:{self._secret('password')}"
+            return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+        if auth == BEARER:
+            return {"Authorization": "Bearer " + self._secret("token")}
+        if auth == SIGNING:
+            # Signed as sent: the receiver verifies the header value it reads.
+            message_id = header_value(message_id or f"msg_{uuid.uuid4().hex}")
+            timestamp = int(time.time())
+            try:
+                signature = sign(self._secret("signing_secret"), message_id, timestamp, body)
+            except (ValueError, binascii.Error):
+                raise ReauthorizationRequired(
+                    _("The signing secret is missing or invalid; enter it again.")
+                ) from None
+            return {
+                "webhook-id": message_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": signature,
+            }
+        return {}
+
+    # --- talking ---
+
+    def request(self, http, method, url, *, data=None, headers=None):
+        """Send and read at most MAX_BODY of the answer; errors become the contract's."""
+        headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        try:
+            with http.request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                stream=True,
+                allow_redirects=True,
+                hooks={"response": [_refuse_lossy_redirect]},
+            ) as response:
+                body = bytearray()
+                for chunk in response.iter_content(16 * 1024):
+                    body += chunk
+                    if len(body) >= MAX_BODY:
+                        break  # leaving the with closes this connection: not reusable
+                return response.status_code, response.headers, bytes(body[:MAX_BODY])
+        except _LossyRedirect as redirect:
+            raise ReauthorizationRequired(
+                _(
+                    "The server answered HTTP %(status)s and points to %(location)s: enter "
+                    "the new address in the extension's settings."
+                )
+                % {
+                    "status": redirect.status,
+                    "location": _clean_text(redirect.location, 200) or "?",
+                }
+            ) from None
+        except requests.TooManyRedirects:
+            raise ReauthorizationRequired(
+                _("%(host)s redirects in a loop; check the URL in the extension's settings.")
+                % {"host": self.host}
+            ) from None
+        except requests.RequestException as exc:
+            raise self._network_error(exc) from None
+
+    def _network_error(self, exc: BaseException) -> ConnectorError:
+        causes = list(_causes(exc))
+        for cause in causes:
+            if isinstance(cause, outbound.BlockedHost):
+                return PermanentError(str(cause))
+        connect_seconds, read_seconds = timeout()
+        if isinstance(exc, requests.ConnectTimeout):
+            return TransientError(
+                _("Could not connect to %(host)s within %(seconds)s seconds.")
+                % {"host": self.host, "seconds": connect_seconds}
+            )
+        if isinstance(exc, requests.Timeout) or any(
+            isinstance(cause, ReadTimeoutError | TimeoutError) for cause in causes
+        ):
+            return TransientError(
+                _("%(host)s did not answer within %(seconds)s seconds.")
+                % {"host": self.host, "seconds": read_seconds}
+            )
+        if isinstance(exc, requests.exceptions.SSLError):
+            return TransientError(
+                _("The secure connection to %(host)s failed (certificate or TLS problem).")
+                % {"host": self.host}
+            )
+        for cause in causes:
+            if isinstance(cause, outbound.UnresolvableHost):
+                return TransientError(str(cause))
+            if isinstance(cause, ConnectionRefusedError):
+                return TransientError(_("%(host)s refused the connection.") % {"host": self.host})
+        return TransientError(
+            _("Could not reach %(host)s (%(kind)s).")
+            % {"host": self.host, "kind": type(exc).__name__}
+        )
+
+    def failure(self, status: int, headers, body: bytes) -> ConnectorError:
+        """The error for a non-2xx answer: ``HTTP 422: <what the server said>``."""
+        text = body.decode("utf-8", "replace")
+        for name in ("password", "token", "signing_secret"):
+            if self._secret(name):
+                text = text.replace(self._secret(name), "***")
+        excerpt = _clean_text(text, 200)
+        message = f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}"
+        if status in (401, 403):
+            return ReauthorizationRequired(
+                _(
+                    "%(host)s refused the credentials (%(message)s); update the "
+                    "authentication in the extension's settings."
+                )
+                % {"host": self.host, "message": message}
+            )
+        if status in (408, 429) or status >= 500:
+            return TransientError(message, retry_after=retry_after(headers.get("Retry-After")))
+        return PermanentError(message)
+
+    # --- the contract ---
+
+    def _guarded_session(self) -> requests.Session:
+        """Resolve once up front, so a blocked or unknown host stops before any document."""
+        parts = urlsplit(self.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            outbound.resolve(parts.hostname or "", port)
+        except outbound.BlockedHost as exc:
+            raise PermanentError(str(exc)) from None
+        except OSError as exc:  # UnresolvableHost and friends
+            raise TransientError(str(exc)) from None
+        return outbound.session(timeout=timeout())
+
+    @contextmanager
+    def open(self):
+        http = self._guarded_session()
+        try:
+            yield HttpSession(self, http)
+        finally:
+            http.close()
+
+    def check(self) -> str:
+        with self._guarded_session() as http:
+            headers = self.auth_headers(b"", f"check_{uuid.uuid4().hex}")
+            status, response_headers, body = self.request(
+                http, "OPTIONS", self.url, headers=headers
+            )
+        if status < 500 and status not in (401, 403, 408, 429):
+            return _(
+                "%(host)s answered a test request (HTTP %(status)s); documents will be "
+                "sent with %(method)s."
+            ) % {"host": self.host, "status": status, "method": self.method}
+        raise self.failure(status, response_headers, body)

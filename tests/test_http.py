@@ -1,0 +1,486 @@
+"""HTTP (webhook) connector against a real local HTTP server; no mocks."""
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+from datetime import UTC, date, datetime, timedelta
+from email.utils import format_datetime
+from types import SimpleNamespace
+from urllib.parse import unquote
+
+import pytest
+from django.utils import translation
+
+from extensions import paths, registry
+from extensions.connectors.base import (
+    ExportFile,
+    PermanentError,
+    ReauthorizationRequired,
+    TransientError,
+)
+from extensions.connectors.http import (
+    HttpClientForm,
+    HttpConnector,
+    HttpSettingsForm,
+    sign,
+)
+from tests.peers import free_port
+
+XML = b'<?xml version="1.0" encoding="UTF-8"?>\r\n<Invoice>\xc3\xa9\x00\xff</Invoice>\n'
+SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+FILENAME = "20250307_INV-001_abcdef12.xml"
+CLIENT = SimpleNamespace(
+    external_id="CL-0001",
+    enterprise_number="0123456749",
+    vat_number="BE0123456749",
+    name="Bakkerij Peeters BV",
+)
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """The assertions read English messages, whatever another test left active."""
+    with translation.override("en"):
+        yield
+
+
+def install(url, **data):
+    """An installation as the views store it: the real form, secrets split off."""
+    form = HttpSettingsForm({"url": url, "method": "POST", "auth": "none", **data})
+    assert form.is_valid(), form.errors
+    secret_names = HttpConnector.secret_fields(HttpSettingsForm)
+    values = {k: v for k, v in form.cleaned_data.items() if k not in secret_names}
+    secrets = {k: v for k, v in form.cleaned_data.items() if k in secret_names and v}
+    return HttpConnector(SimpleNamespace(pk=1, settings=values, secrets=secrets))
+
+
+def export_file(key="41", **overrides):
+    values = {
+        "content": XML,
+        "filename": FILENAME,
+        "folder": (),
+        "content_type": "application/xml",
+        "metadata": {
+            "document_id": "7",
+            "category": "purchase",
+            "kind": "invoice",
+            "number": "INV-001",
+            "client_number": "0123456749",
+            "client_name": "Bakkerij Peeters BV",
+            "external_id": "CL-0001",
+            "job_id": key,
+        },
+        "idempotency_key": key,
+    }
+    values.update(overrides)
+    return ExportFile(**values)
+
+
+def send(connector, *files):
+    with connector.open() as session:
+        return [session.send(file) for file in files or [export_file()]]
+
+
+def verify_standard_webhook(secret, headers, body):
+    """Written from the specification, not from the connector's code."""
+    key = base64.b64decode(secret[len("whsec_") :])
+    content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
+    return any(
+        version == "v1" and hmac.compare_digest(signature, expected)
+        for version, _comma, signature in (
+            entry.partition(",") for entry in headers["webhook-signature"].split()
+        )
+    )
+
+
+# --- sending ------------------------------------------------------------------------
+
+
+def test_registered_with_its_secret_fields():
+    assert registry.get("http") is HttpConnector
+    assert HttpConnector.secret_fields(HttpSettingsForm) == ("password", "token", "signing_secret")
+
+
+def test_post_carries_the_original_bytes_and_the_metadata(http_peer):
+    http_peer.strict = True
+    [receipt] = send(install(http_peer.url + "/in"))
+
+    [request] = http_peer.requests
+    assert (request.method, request.path) == ("POST", "/in")
+    assert request.body == XML
+    assert request.headers["content-type"] == "application/xml"
+    assert request.headers["idempotency-key"] == "41"
+    assert request.headers["x-document-id"] == "7"
+    assert request.headers["x-document-category"] == "purchase"
+    assert request.headers["x-client-number"] == "0123456749"
+    assert request.headers["x-file-name"] == FILENAME
+    assert request.headers["content-disposition"] == f'attachment; filename="{FILENAME}"'
+    assert "authorization" not in request.headers
+    assert receipt.reference == "HTTP 200"
+
+
+def test_post_goes_to_the_folder_and_put_to_the_file(http_peer):
+    template_connector = install(http_peer.url + "/in/", path_template="[invoice_type]/[year]")
+    template = template_connector.folder_template({}, "purchase")
+    folder = paths.render(template, client=CLIENT, category="purchase", today=date(2025, 3, 7))
+    assert folder == ("purchases", "2025")
+    send(template_connector, export_file(folder=folder))
+    send(install(http_peer.url + "/in/", method="PUT"), export_file(folder=folder))
+    send(install(http_peer.url + "/in?x=1", method="PUT"), export_file())
+
+    assert [(r.method, r.path) for r in http_peer.requests] == [
+        ("POST", "/in/purchases/2025"),
+        ("PUT", f"/in/purchases/2025/{FILENAME}"),
+        ("PUT", f"/in/{FILENAME}?x=1"),
+    ]
+
+
+def test_folder_parts_and_file_name_are_percent_encoded(http_peer):
+    odd = export_file(folder=("Peeters & Zn BV", "a?b#c", "50%"), filename="Factuur café.xml")
+    send(install(http_peer.url + "/in", method="PUT"), odd)
+
+    [request] = http_peer.requests
+    assert request.path == "/in/Peeters%20%26%20Zn%20BV/a%3Fb%23c/50%25/Factuur%20caf%C3%A9.xml"
+    assert unquote(request.headers["x-file-name"]) == "Factuur café.xml"
+    disposition = request.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="Factuur caf_.xml"')
+    assert disposition.endswith("filename*=UTF-8''Factuur%20caf%C3%A9.xml")
+
+
+def test_the_client_path_overrides_the_installation_path(http_peer):
+    connector = install(http_peer.url, path_template="[invoice_type]/")
+    client = HttpClientForm({"path": "[external_id]/"})
+    assert client.is_valid(), client.errors
+    assert connector.folder_template(client.cleaned_data, "sales") == "[external_id]/"
+    assert connector.folder_template({"path": ""}, "sales") == "[invoice_type]/"
+
+
+def test_a_missing_content_type_is_sent_as_octet_stream(http_peer):
+    http_peer.strict = True
+    send(install(http_peer.url), export_file(content_type=""))
+    assert http_peer.requests[0].headers["content-type"] == "application/octet-stream"
+
+
+def test_a_batch_reuses_one_connection(http_peer):
+    send(install(http_peer.url), *[export_file(key=str(key)) for key in range(10)])
+
+    assert len(http_peer.requests) == 10
+    assert [r.headers["idempotency-key"] for r in http_peer.requests] == [
+        str(key) for key in range(10)
+    ]
+    assert http_peer.connections == 1
+    assert len({r.connection for r in http_peer.requests}) == 1
+
+
+def test_a_new_batch_opens_a_new_connection(http_peer):
+    connector = install(http_peer.url)
+    send(connector)
+    send(connector)
+    assert http_peer.connections == 2
+
+
+# --- authentication -----------------------------------------------------------------
+
+
+def test_standard_webhooks_signature_verifies_independently(http_peer):
+    before = int(time.time())
+    send(install(http_peer.url, auth="signing", signing_secret=SECRET), export_file(key="99"))
+
+    [request] = http_peer.requests
+    headers = request.headers
+    assert headers["webhook-id"] == headers["idempotency-key"] == "99"
+    assert before <= int(headers["webhook-timestamp"]) <= time.time() + 1
+    assert verify_standard_webhook(SECRET, headers, request.body)
+    assert not verify_standard_webhook(SECRET, headers, request.body + b" ")
+    assert not verify_standard_webhook(SECRET, {**headers, "webhook-id": "100"}, request.body)
+    other = "whsec_" + base64.b64encode(b"x" * 32).decode()
+    assert not verify_standard_webhook(other, headers, request.body)
+
+
+def test_signing_matches_the_specification_test_vector():
+    # Published with Standard Webhooks (and Svix): secret, id, timestamp, body, signature.
+    assert (
+        sign(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            b'{"test": 2432232314}',
+        )
+        == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
+
+
+def test_basic_authentication(http_peer):
+    http_peer.strict = True
+    password = "pa:ss wörd"
+    http_peer.expected_authorization = (
+        "Basic " + base64.b64encode(f"intake:{password}".encode()).decode()
+    )
+    send(install(http_peer.url, auth="basic", username="intake", password=password))
+    assert len(http_peer.requests) == 1
+
+    wrong = install(http_peer.url, auth="basic", username="intake", password="old-password")
+    with pytest.raises(ReauthorizationRequired, match="HTTP 401") as refused:
+        send(wrong)
+    assert "old-password" not in str(refused.value)
+
+
+def test_bearer_authentication(http_peer):
+    http_peer.strict = True
+    http_peer.expected_authorization = "Bearer tok-123.abc"
+    send(install(http_peer.url, auth="bearer", token="tok-123.abc"))
+
+    with pytest.raises(ReauthorizationRequired) as refused:
+        send(install(http_peer.url, auth="bearer", token="rotated-away"))
+    assert "rotated-away" not in str(refused.value)
+
+
+def test_a_server_echoing_the_token_does_not_leak_it(http_peer):
+    http_peer.respond(400, {}, b"bad token tok-secret-1 for this endpoint")
+    with pytest.raises(PermanentError) as refused:
+        send(install(http_peer.url, auth="bearer", token="tok-secret-1"))
+    assert "tok-secret-1" not in str(refused.value)
+    assert str(refused.value) == "HTTP 400: bad token *** for this endpoint"
+
+
+def test_403_needs_a_person(http_peer):
+    http_peer.respond(403, {}, b"forbidden")
+    with pytest.raises(ReauthorizationRequired, match="HTTP 403: forbidden"):
+        send(install(http_peer.url))
+
+
+# --- answers ------------------------------------------------------------------------
+
+
+def test_receipt_from_location_then_json_id_then_status(http_peer):
+    http_peer.respond(201, {"Location": "/in/documents/abc-1"}, b"created")
+    http_peer.respond(200, {"Content-Type": "application/json"}, b'{"id": "doc_42", "ok": true}')
+    http_peer.respond(202, {"Content-Type": "application/json"}, b'{"status": "queued"}')
+    http_peer.respond(204)
+    receipts = send(install(http_peer.url), *[export_file(key=str(k)) for k in range(4)])
+    assert [r.reference for r in receipts] == [
+        "/in/documents/abc-1",
+        "doc_42",
+        "HTTP 202",
+        "HTTP 204",
+    ]
+
+
+def test_429_honours_retry_after_seconds(http_peer):
+    http_peer.respond(429, {"Retry-After": "7"}, b"slow down")
+    with pytest.raises(TransientError, match="HTTP 429: slow down") as busy:
+        send(install(http_peer.url))
+    assert busy.value.retry_after == 7
+
+
+def test_429_honours_retry_after_as_a_date(http_peer):
+    later = datetime.now(UTC) + timedelta(seconds=120)
+    http_peer.respond(429, {"Retry-After": format_datetime(later, usegmt=True)})
+    with pytest.raises(TransientError) as busy:
+        send(install(http_peer.url))
+    assert 110 <= busy.value.retry_after <= 121
+
+
+@pytest.mark.parametrize("status", [408, 500, 502, 503])
+def test_server_errors_are_transient(http_peer, status):
+    http_peer.respond(status, {}, b"down for maintenance")
+    with pytest.raises(TransientError, match=f"HTTP {status}") as down:
+        send(install(http_peer.url))
+    assert down.value.retry_after is None
+
+
+def test_422_is_permanent_with_a_clean_excerpt(http_peer):
+    body = b"Invalid invoice:\r\n\x1b[31mBuyerReference\x00 missing" + b"x" * 500
+    http_peer.respond(422, {"Content-Type": "text/plain"}, body)
+    with pytest.raises(PermanentError) as refused:
+        send(install(http_peer.url))
+    message = str(refused.value)
+    assert message.startswith("HTTP 422: Invalid invoice: [31mBuyerReference missingxxx")
+    assert len(message) == len("HTTP 422: ") + 200
+    assert not any(ord(char) < 32 for char in message)
+
+
+def test_the_batch_goes_on_after_a_refused_document(http_peer):
+    http_peer.respond(422, {}, b"no")
+    with install(http_peer.url).open() as session:
+        with pytest.raises(PermanentError):
+            session.send(export_file(key="1"))
+        assert session.send(export_file(key="2")).reference == "HTTP 200"
+    assert http_peer.connections == 1
+
+
+def test_a_large_answer_is_cut_and_the_next_request_still_works(http_peer):
+    http_peer.respond(200, {}, b"y" * 300_000)
+    receipts = send(install(http_peer.url), export_file(key="1"), export_file(key="2"))
+    assert [r.reference for r in receipts] == ["HTTP 200", "HTTP 200"]
+    assert len(http_peer.requests) == 2
+    assert http_peer.connections == 2  # an unread rest closes the connection
+
+
+# --- redirects ----------------------------------------------------------------------
+
+
+def test_a_redirect_loop_is_an_error_not_a_hang(http_peer):
+    http_peer.default.status, http_peer.default.headers = 307, {"Location": "/loop"}
+    started = time.monotonic()
+    with pytest.raises(ReauthorizationRequired, match="loop"):
+        send(install(http_peer.url + "/loop"))
+    assert time.monotonic() - started < 5
+    assert len(http_peer.requests) == 4  # the request and the session's 3 redirects
+
+
+def test_307_is_followed_with_method_and_body(http_peer):
+    http_peer.respond(307, {"Location": "/new-in"})
+    send(install(http_peer.url + "/in"))
+    _first, second = http_peer.requests
+    assert (second.method, second.path, second.body) == ("POST", "/new-in", XML)
+    assert second.headers["idempotency-key"] == "41"
+
+
+def test_a_301_on_upload_is_not_turned_into_a_get(http_peer):
+    http_peer.respond(301, {"Location": "https://elsewhere.example/in"})
+    with pytest.raises(ReauthorizationRequired, match=re.escape("https://elsewhere.example/in")):
+        send(install(http_peer.url + "/in"))
+    assert [r.method for r in http_peer.requests] == ["POST"]
+
+
+# --- the network --------------------------------------------------------------------
+
+
+def test_a_server_that_never_answers_times_out(settings, silent_url):
+    settings.EXPORT_HTTP_TIMEOUT = (2, 1)
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="did not answer within 1 seconds"):
+        send(install(silent_url))
+    elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 4
+
+
+def test_nothing_listening_is_transient():
+    with pytest.raises(TransientError, match="refused the connection"):
+        send(install(f"http://127.0.0.1:{free_port()}/in"))
+
+
+def test_a_private_host_is_blocked_before_any_document(settings, http_peer):
+    connector = install(http_peer.url)
+    settings.EXPORT_ALLOW_PRIVATE_HOSTS = False
+    with pytest.raises(PermanentError, match="EXPORT_ALLOW_PRIVATE_HOSTS"):
+        send(connector)
+    with pytest.raises(PermanentError, match="loopback"):
+        connector.check()
+    assert http_peer.requests == []
+
+
+def test_a_redirect_to_a_private_host_is_blocked(settings, http_peer):
+    connector = install(http_peer.url)
+    with connector.open() as session:
+        session.send(export_file(key="1"))  # while allowed: the kept-alive connection
+        settings.EXPORT_ALLOW_PRIVATE_HOSTS = False
+        http_peer.respond(307, {"Location": "http://10.255.255.1:9/in"})
+        with pytest.raises(PermanentError, match=r"10\.255\.255\.1.*private"):
+            session.send(export_file(key="2"))
+    assert [r.headers["idempotency-key"] for r in http_peer.requests] == ["1", "2"]
+
+
+# --- test connection ----------------------------------------------------------------
+
+
+def test_check_probes_with_options_and_credentials(http_peer):
+    http_peer.strict = True
+    http_peer.expected_authorization = "Bearer tok-1"
+    http_peer.respond(405)
+    sentence = install(http_peer.url + "/in", auth="bearer", token="tok-1").check()
+    assert "HTTP 405" in sentence
+    [request] = http_peer.requests
+    assert (request.method, request.path, request.body) == ("OPTIONS", "/in", b"")
+
+
+def test_check_signs_its_probe(http_peer):
+    install(http_peer.url, auth="signing", signing_secret=SECRET).check()
+    [request] = http_peer.requests
+    assert verify_standard_webhook(SECRET, request.headers, b"")
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(401, ReauthorizationRequired), (403, ReauthorizationRequired), (503, TransientError)],
+)
+def test_check_fails_on_refusal_or_outage(http_peer, status, error):
+    http_peer.respond(status)
+    with pytest.raises(error):
+        install(http_peer.url).check()
+
+
+# --- forms --------------------------------------------------------------------------
+
+
+def settings_form(has_stored_secrets=(), **data):
+    return HttpSettingsForm(
+        {"url": "https://hooks.example.be/in", "method": "POST", "auth": "none", **data},
+        has_stored_secrets=has_stored_secrets,
+    )
+
+
+def test_plain_http_is_refused_when_private_hosts_are_not_allowed(settings):
+    settings.EXPORT_ALLOW_PRIVATE_HOSTS = False
+    form = settings_form(url="http://hooks.example.be/in")
+    assert not form.is_valid()
+    assert "https" in str(form.errors["url"])
+    assert settings_form().is_valid()
+
+
+def test_plain_http_is_allowed_with_private_hosts(settings):
+    settings.EXPORT_ALLOW_PRIVATE_HOSTS = True
+    assert settings_form(url="http://127.0.0.1:8080/in").is_valid()
+
+
+@pytest.mark.parametrize(
+    "url", ["https://user:pw@hooks.example.be/in", "https://hooks.example.be/in#x", "ftp://h/x"]
+)
+def test_urls_with_credentials_fragments_or_other_schemes_are_refused(url):
+    assert "url" in settings_form(url=url).errors
+
+
+def test_basic_needs_a_user_name_and_a_password():
+    form = settings_form(auth="basic")
+    assert set(form.errors) == {"username", "password"}
+    assert settings_form(auth="basic", username="u", password="p").is_valid()
+    # Editing: a stored password is kept when the field is left blank.
+    assert settings_form(auth="basic", username="u", has_stored_secrets={"password"}).is_valid()
+    assert "username" in settings_form(auth="basic", username="a:b", password="p").errors
+
+
+def test_bearer_needs_a_token_without_spaces():
+    assert "token" in settings_form(auth="bearer").errors
+    assert "token" in settings_form(auth="bearer", token="two words").errors
+    assert settings_form(auth="bearer", has_stored_secrets={"token"}).is_valid()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not-a-secret",
+        base64.b64encode(b"k" * 32).decode(),  # no whsec_ prefix
+        "whsec_" + base64.b64encode(b"short").decode(),
+        "whsec_***",
+    ],
+)
+def test_a_malformed_signing_secret_is_refused(value):
+    assert "signing_secret" in settings_form(auth="signing", signing_secret=value).errors
+
+
+def test_signing_needs_a_secret_on_first_install():
+    assert "signing_secret" in settings_form(auth="signing").errors
+    assert settings_form(auth="signing", has_stored_secrets={"signing_secret"}).is_valid()
+    assert settings_form(auth="signing", signing_secret=SECRET).is_valid()
+
+
+def test_path_templates_are_validated():
+    form = settings_form(path_template="[nope]/")
+    assert "[external_id]" in str(form.errors["path_template"])
+    assert "path_template" in settings_form(path_template="../up").errors
+    assert not HttpClientForm({"path": "/absolute"}).is_valid()
+    assert HttpClientForm({"path": ""}).is_valid()
