@@ -42,13 +42,15 @@ def _client(request, client_pk):
 
 
 def _settings_form(connector, data=None, *, installation=None):
+    """The connector's form; for a saved installation, its values and stored secrets."""
     form_class = connector.settings_form
     if form_class is None:
         return None
     kwargs = {"prefix": "settings"}
     if installation is not None:
         kwargs["initial"] = installation.settings
-        kwargs["has_stored_secrets"] = {k for k, v in installation.secrets.items() if v}
+        if installation.pk is not None:
+            kwargs["has_stored_secrets"] = {k for k, v in installation.secrets.items() if v}
     return form_class(data, **kwargs)
 
 
@@ -171,17 +173,18 @@ def _check_and_save(request, installation, meta_form, settings_form, *, created)
             },
         )
     except ConnectorError as exc:
+        if installation.pk is None:
+            # Back to the form, with what was typed (secrets must be typed again).
+            meta_form = meta_form or InstallationForm(
+                initial={"name": installation.name}, terms_url=connector.terms_url
+            )
+            if settings_form is None:
+                settings_form = _settings_form(connector, installation=installation)
+            return _render_configure(request, connector, meta_form, settings_form, error=str(exc))
         if meta_form is None:
             messages.error(request, str(exc))
             return redirect(installation)
-        return _render_configure(
-            request,
-            connector,
-            meta_form,
-            settings_form,
-            error=str(exc),
-            installation=None if created else installation,
-        )
+        return _render_manage(request, installation, meta_form, settings_form, error=str(exc))
     installation.status = Installation.Status.OK
     installation.last_error = ""
     installation.save()
@@ -235,7 +238,6 @@ def manage(request, installation_pk):
     connector = installation.connector_class
     if connector is None:
         raise Http404
-    client_count = installation.integrations.current().filter(active=True).count()
     if request.method == "POST":
         if "accept_key" in request.POST:
             return _accept_key(request, connector, installation)
@@ -250,16 +252,22 @@ def manage(request, installation_pk):
     else:
         meta_form = InstallationForm(initial={"name": installation.name}, terms_url="")
         settings_form = _settings_form(connector, installation=installation)
+    return _render_manage(request, installation, meta_form, settings_form)
+
+
+def _render_manage(request, installation, meta_form, settings_form, *, error=""):
     return render(
         request,
         "extensions/manage.html",
         {
             "installation": installation,
-            "connector": connector,
+            "connector": installation.connector_class,
             "meta_form": meta_form,
             "settings_form": settings_form,
-            "client_count": client_count,
+            "client_count": installation.integrations.current().filter(active=True).count(),
+            "error": error,
         },
+        status=400 if error else 200,
     )
 
 

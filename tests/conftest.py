@@ -8,7 +8,7 @@ from django.core.files.base import ContentFile
 from django.utils import translation
 
 from clients.models import Client, Document
-from clients.release import INITIAL_STATUS
+from clients.release import INITIAL_STATUS, release
 from exports.models import ExportJob
 from extensions.models import Installation, Integration
 from partnerspace.models import Membership, Partner
@@ -120,6 +120,7 @@ def firm(make_partner, make_user, make_client, make_document):
         make_document(clients[0], Document.Category.SALES),
         make_document(clients[1], Document.Category.REPORT),
     ]
+    release(documents[0])
     installation = Installation.objects.create(
         partner=partner,
         connector="sftp",
