@@ -56,6 +56,7 @@ class SftpPeer:
     host_key_base64: str
     server: SftpServer | None = None  # the asyncssh server, to restart or count connections
     uid: int | None = None  # the OpenSSH user's uid, to hand folders to it
+    sshd: Sshd | None = None  # the OpenSSH server, to stop and start again
 
     def pin(self) -> dict:
         """The settings entry of a host key someone accepted."""
@@ -210,6 +211,38 @@ def _host_keys(tmp_path_factory) -> Path:
     return keys
 
 
+class Sshd:
+    """One sshd listener on a fixed port; ``stop`` also cuts the user's open sessions."""
+
+    def __init__(self, config: Path, log: Path, port: int, username: str):
+        self.config, self.log, self.port, self.username = config, log, port, username
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> bool:
+        with self.log.open("a") as output:
+            self.process = subprocess.Popen(
+                [str(SSHD), "-D", "-e", "-f", str(self.config)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        return _wait_for_banner(self.port, self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(START_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        subprocess.run(["pkill", "-KILL", "-u", self.username], check=False)
+
+    def logins(self) -> int:
+        """Successful SSH authentications so far: one per connection the exporter made."""
+        return self.log.read_text().count(f"Accepted password for {self.username}")
+
+
 @pytest.fixture
 def openssh_server(tmp_path_factory):
     """OpenSSH's sshd on a free port, for a throw-away user whose home receives uploads."""
@@ -240,17 +273,13 @@ def openssh_server(tmp_path_factory):
         (etc / "authorized_keys").chmod(0o644)
 
         log = etc / "sshd.log"
+        log.write_text("")
         for _attempt in range(3):  # a free port can be taken before sshd binds it
             port = free_port()
             config = etc / "sshd_config"
             config.write_text(SSHD_CONFIG.format(port=port, etc=etc, keys=keys, user=username))
-            with log.open("w") as output:
-                process = subprocess.Popen(
-                    [str(SSHD), "-D", "-e", "-f", str(config)],
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                )
-            if _wait_for_banner(port, process, log):
+            process = Sshd(config, log, port, username)
+            if process.start():
                 break
             process = None
         else:
@@ -271,15 +300,11 @@ def openssh_server(tmp_path_factory):
             host_key_type=key_type,
             host_key_base64=key_base64,
             uid=account.pw_uid,
+            sshd=process,
         )
     finally:
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(START_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.stop()
         if user_created:
             _remove_user(username)
         shutil.rmtree(base, ignore_errors=True)
