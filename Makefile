@@ -24,10 +24,12 @@ migrate: setup
 run: migrate
 	DEBUG=$${DEBUG:-1} $(MANAGE) seed_demo
 	@echo ""
-	@echo "  Partner Space on http://$(HOST):$(PORT)/ with its worker; Ctrl-C stops both."
+	@echo "  Partner Space on http://$(HOST):$(PORT)/ with its worker and the demo SFTP server"
+	@echo "  (files land in var/demo-sftp/). Ctrl-C stops all three."
 	@echo ""
 	@DEBUG=$${DEBUG:-1} bash -c 'trap "kill 0" EXIT; \
 		$(MANAGE) qcluster & \
+		$(MANAGE) demo_sftp_server & \
 		$(MANAGE) runserver $(HOST):$(PORT) & \
 		wait -n'
 

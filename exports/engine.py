@@ -40,26 +40,14 @@ Outcome = ExportAttempt.Outcome
 DUE = (Status.PENDING, Status.FAILED)
 
 
-def _setting(name, default):
-    return getattr(settings, name, default)
-
-
-def batch_size() -> int:
-    return _setting("EXPORT_BATCH_SIZE", 100)
-
-
 def lease() -> timedelta:
-    return timedelta(seconds=_setting("EXPORT_LEASE_SECONDS", 300))
-
-
-def max_attempts() -> int:
-    return _setting("EXPORT_MAX_ATTEMPTS", 12)
+    return timedelta(seconds=settings.EXPORT_LEASE_SECONDS)
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
     """About a minute, doubling per attempt, capped at six hours, with ±20 % jitter."""
-    base = _setting("EXPORT_RETRY_BASE_SECONDS", 60)
-    cap = _setting("EXPORT_RETRY_CAP_SECONDS", 6 * 3600)
+    base = settings.EXPORT_RETRY_BASE_SECONDS
+    cap = settings.EXPORT_RETRY_CAP_SECONDS
     delay = base * 2 ** min(max(0, attempts - 1), 30)
     delay *= random.uniform(0.8, 1.2)  # noqa: S311 - spreading retries, not security
     if retry_after is not None:
@@ -194,7 +182,7 @@ def deliver(destination: Destination, *, limit: int | None = None) -> Report:
         if installation is None or not installation.can_export:
             report.stopped = "inactive"
             return report
-        token, jobs = claim(destination, limit or batch_size())
+        token, jobs = claim(destination, limit or settings.EXPORT_BATCH_SIZE)
         if not jobs:
             return report
         report.batches += 1
@@ -360,7 +348,7 @@ def _record_delivery(job, reference, started, worker):
 
 def _record_failure(job, exc, started, worker, *, permanent: bool):
     attempts = job.attempts + 1
-    dead = permanent or attempts >= max_attempts()
+    dead = permanent or attempts >= settings.EXPORT_MAX_ATTEMPTS
     next_at = (
         None if dead else timezone.now() + backoff(attempts, getattr(exc, "retry_after", None))
     )
@@ -414,7 +402,7 @@ def reclaim_expired_leases() -> int:
     now = timezone.now()
     expired = ExportJob.objects.filter(status=Status.RUNNING, lease_until__lt=now)
     message = _("The worker stopped while sending; sending again.")
-    dead = expired.filter(attempts__gte=max_attempts() - 1).update(
+    dead = expired.filter(attempts__gte=settings.EXPORT_MAX_ATTEMPTS - 1).update(
         status=Status.DEAD,
         attempts=F("attempts") + 1,
         claim_token=None,

@@ -94,6 +94,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "partnerspace.tenancy.partner_context",
+                "extensions.context_processors.installed_extensions",
             ],
         },
     },
@@ -172,11 +173,22 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = INTAKE_MAX_BYTES + 1024 * 1024
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 EXPORT_ALLOW_PRIVATE_HOSTS = env.bool("EXPORT_ALLOW_PRIVATE_HOSTS", default=DEBUG)
 EXPORT_EGRESS_IPS = env.list("EXPORT_EGRESS_IPS", default=[])
+EXPORT_BATCH_SIZE = env.int("EXPORT_BATCH_SIZE", default=100)
+EXPORT_LEASE_SECONDS = env.int("EXPORT_LEASE_SECONDS", default=300)
+EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=12)
+EXPORT_RETRY_BASE_SECONDS = env.int("EXPORT_RETRY_BASE_SECONDS", default=60)
+EXPORT_RETRY_CAP_SECONDS = env.int("EXPORT_RETRY_CAP_SECONDS", default=6 * 3600)
+EXPORT_HTTP_TIMEOUT = (
+    env.float("EXPORT_HTTP_CONNECT_TIMEOUT", default=10.0),
+    env.float("EXPORT_HTTP_READ_TIMEOUT", default=60.0),
+)
 
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")
+DEMO_SFTP_PASSWORD = env.str("DEMO_SFTP_PASSWORD", default="")
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 globals().update(EMAIL_CONFIG)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Partner Space <noreply@localhost>")
 
 # Security: production defaults; DEBUG relaxes what needs https.
