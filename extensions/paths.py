@@ -30,6 +30,7 @@ from datetime import date
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
+from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -240,3 +241,10 @@ def preview(template: str, *, client=None, category="purchase", today=None) -> s
             today=today or timezone.localdate(),
         )
     )
+
+
+class PathTemplateInput(forms.TextInput):
+    """A path template field; pages with JavaScript show the resolved path as one types."""
+
+    def __init__(self, category: str = "purchase", attrs=None):
+        super().__init__({"data-path-preview": category, "spellcheck": "false", **(attrs or {})})

@@ -5,6 +5,7 @@ from extensions import views
 app_name = "store"
 urlpatterns = [
     path("", views.store, name="index"),
+    path("path-preview/", views.path_preview, name="path_preview"),
     path("installed/<int:installation_pk>/", views.manage, name="manage"),
     path("installed/<int:installation_pk>/test/", views.test_connection, name="test"),
     path("installed/<int:installation_pk>/active/", views.toggle_active, name="active"),

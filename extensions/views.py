@@ -5,16 +5,17 @@ declarations and forms, never from a branch on its key.
 """
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import Http404, HttpResponseNotAllowed
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from clients.models import Client
-from extensions import crypto, registry, signals
+from extensions import crypto, paths, registry, signals
 from extensions.connectors.base import ConnectorError, HostKeyUnknown
 from extensions.forms import CategoriesForm, InstallationForm, sign_pin, unsign_pin
 from extensions.models import Installation, Integration
@@ -229,6 +230,24 @@ def _accept_key(request, connector, installation=None):
     return _check_and_save(request, installation, None, None, created=installation.pk is None)
 
 
+@partner_required
+def path_preview(request):
+    """What a path template resolves to, for the live preview next to path fields."""
+    client = None
+    if request.GET.get("client", "").isdigit():
+        client = (
+            Client.objects.for_partner(request.partner).filter(pk=request.GET["client"]).first()
+        )
+    category = request.GET.get("category", "purchase")
+    if category not in paths.INVOICE_TYPES:
+        category = "purchase"
+    try:
+        resolved = paths.preview(request.GET.get("template", ""), client=client, category=category)
+    except ValidationError as exc:
+        return JsonResponse({"error": " ".join(exc.messages)})
+    return JsonResponse({"path": resolved or "./"})
+
+
 # --- Manage -------------------------------------------------------------------------
 
 
@@ -246,7 +265,7 @@ def manage(request, installation_pk):
         if meta_form.is_valid() and (settings_form is None or settings_form.is_valid()):
             values, secrets = _split(connector, settings_form, installation.secrets)
             installation.name = meta_form.cleaned_data["name"]
-            installation.settings = {**installation.settings, **values}
+            installation.settings = connector.merge_settings(installation.settings, values)
             installation.secrets = secrets
             return _check_and_save(request, installation, meta_form, settings_form, created=False)
     else:

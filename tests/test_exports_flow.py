@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from clients.models import Document
+from clients.models import Client, Document
 from clients.release import release
 from exports import engine
 from exports.models import ExportAttempt, ExportJob
@@ -362,3 +362,68 @@ def test_store_search_and_installed_badge(signed_in, firm):
     assert [card["connector"].key for card in found] == ["http"]
     by_category = signed_in.get(reverse("store:index"), {"q": "email"}).context["cards"]
     assert "email" in [card["connector"].key for card in by_category]
+
+
+def test_path_preview_resolves_for_the_firms_client(signed_in, firm):
+    client_company = firm["clients"][0]
+    url = reverse("store:path_preview")
+    answer = signed_in.get(
+        url,
+        {
+            "template": "in/[uen_number]/[invoice_type]/",
+            "category": "report",
+            "client": client_company.pk,
+        },
+    ).json()
+    assert answer == {"path": f"in/{client_company.enterprise_number}/cod/"}
+    error = signed_in.get(url, {"template": "in/[client]/"}).json()["error"]
+    assert "[external_id]" in error  # lists the known variables
+    outsider_client = Client.objects.for_partner(firm["other"]).get()
+    answer = signed_in.get(
+        url, {"template": "[company_name]/", "client": outsider_client.pk}
+    ).json()
+    assert outsider_client.name not in answer["path"]  # another firm's client is not used
+
+
+def test_editing_the_host_drops_the_pinned_key(signed_in, sftp_server):
+    accept_key(signed_in, install_sftp(signed_in, sftp_server))
+    installation = Installation.objects.get(name="Lambert server")
+    response = signed_in.post(
+        reverse("store:manage", args=[installation.pk]),
+        settings_post(sftp_server, **{"settings-host": "localhost", "settings-password": ""}),
+    )
+    assert "Check the server" in response.content.decode()  # a new server, not a changed key
+    installation.refresh_from_db()
+    assert installation.settings["host"] == sftp_server.host  # nothing saved until accepted
+
+
+def test_release_reaches_the_server_through_the_task_queue(
+    firm, sftp_server, make_document, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The wiring a worker runs: release → plan → on commit enqueue → deliver task."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)  # django-q2 runs the task in this process
+    installation = Installation.objects.create(
+        partner=firm["partner"],
+        connector="sftp",
+        name="Queued",
+        settings={
+            "host": sftp_server.host,
+            "port": sftp_server.port,
+            "username": sftp_server.username,
+            "upload_path": "queued/",
+            **sftp_server.pin(),
+        },
+        secrets={"password": sftp_server.password},
+    )
+    client_company = firm["clients"][1]
+    Integration.objects.create(
+        client=client_company, installation=installation, categories=["sales"]
+    )
+    document = make_document(client_company, Document.Category.SALES)
+    with django_capture_on_commit_callbacks(execute=True):
+        release(document)
+    (path,) = landed(sftp_server)
+    assert path.parent.name == "queued"
+    assert path.read_bytes() == document.file.open("rb").read()

@@ -149,6 +149,11 @@ class Connector(ABC):
     def check(self) -> str:
         """The "Test connection" probe: a sentence saying what worked, or raise."""
 
+    @classmethod
+    def merge_settings(cls, stored: Mapping[str, Any], edited: Mapping[str, Any]) -> dict:
+        """Stored settings the form does not show (a pinned host key) survive an edit."""
+        return {**stored, **edited}
+
     # Path templates: connectors that write into folders say which setting holds them.
     def folder_template(self, client_settings: Mapping[str, Any], category: str) -> str | None:
         return None

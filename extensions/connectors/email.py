@@ -33,6 +33,7 @@ from extensions.connectors.base import (
     REPORT,
     Connector,
     ConnectorError,
+    ConnectorForm,
     ExportFile,
     PermanentError,
     ReauthorizationRequired,
@@ -82,15 +83,7 @@ class MultipleEmailField(forms.CharField):
         return ", ".join(dict.fromkeys(addresses))
 
 
-class _ConnectorForm(forms.Form):
-    """The views pass ``has_stored_secrets`` when editing; these forms hold no secrets."""
-
-    def __init__(self, *args, has_stored_secrets=(), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.has_stored_secrets = frozenset(has_stored_secrets)
-
-
-class EmailSettingsForm(_ConnectorForm):
+class EmailSettingsForm(ConnectorForm):
     """Install-level: the SMTP server is the operator's, so no secrets here."""
 
     subject_prefix = forms.CharField(
@@ -109,7 +102,7 @@ class EmailSettingsForm(_ConnectorForm):
         return _CONTROL.sub(" ", self.cleaned_data["subject_prefix"]).strip()
 
 
-class EmailClientForm(_ConnectorForm):
+class EmailClientForm(ConnectorForm):
     recipients = MultipleEmailField(
         label=gettext_lazy("Send to"),
         max_length=1000,

@@ -55,6 +55,7 @@ from extensions import outbound, paths
 from extensions.connectors.base import (
     Connector,
     ConnectorError,
+    ConnectorForm,
     ExportFile,
     PermanentError,
     ReauthorizationRequired,
@@ -91,7 +92,7 @@ def _decode_signing_secret(value: str) -> bytes:
     return key
 
 
-class HttpSettingsForm(forms.Form):
+class HttpSettingsForm(ConnectorForm):
     url = forms.URLField(
         label=gettext_lazy("URL"),
         max_length=2000,
@@ -102,6 +103,7 @@ class HttpSettingsForm(forms.Form):
         label=gettext_lazy("Path"),
         required=False,
         max_length=500,
+        widget=paths.PathTemplateInput("purchase"),
         help_text=gettext_lazy(
             "Appended to the URL's path, e.g. [invoice_type]/[year]/. Leave empty to use "
             "the URL as it is."
@@ -138,11 +140,6 @@ class HttpSettingsForm(forms.Form):
             ),
         )
     )
-
-    def __init__(self, *args, has_stored_secrets=(), **kwargs):
-        super().__init__(*args, **kwargs)
-        # Secrets already saved: a blank field keeps them (DESIGN §7).
-        self.has_stored_secrets = frozenset(has_stored_secrets)
 
     def clean_url(self):
         url = self.cleaned_data["url"]
@@ -216,11 +213,12 @@ class HttpSettingsForm(forms.Form):
         return cleaned
 
 
-class HttpClientForm(forms.Form):
+class HttpClientForm(ConnectorForm):
     path = forms.CharField(
         label=gettext_lazy("Path"),
         required=False,
         max_length=500,
+        widget=paths.PathTemplateInput("purchase"),
         help_text=gettext_lazy(
             "For this client only, instead of the extension's path, e.g. [external_id]/."
         ),

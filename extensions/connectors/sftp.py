@@ -45,6 +45,7 @@ from extensions.connectors.base import (
     REPORT,
     Connector,
     ConnectorError,
+    ConnectorForm,
     ExportFile,
     HostKeyChanged,
     HostKeyUnknown,
@@ -158,7 +159,7 @@ def _clean_template(value: str) -> str:
     return paths.validate_template(value) if value else ""
 
 
-class SftpSettingsForm(forms.Form):
+class SftpSettingsForm(ConnectorForm):
     """The install-level configuration; blank secrets on an edit keep the stored ones."""
 
     host = forms.CharField(label=gettext_lazy("Server"), max_length=253)
@@ -190,11 +191,13 @@ class SftpSettingsForm(forms.Form):
         max_length=500,
         required=False,
         initial=paths.DEFAULT_TEMPLATE,
+        widget=paths.PathTemplateInput("purchase"),
     )
     report_path = forms.CharField(
         label=gettext_lazy("Folder for transaction reports"),
         max_length=500,
         required=False,
+        widget=paths.PathTemplateInput("report"),
         help_text=gettext_lazy("Leave empty to use the upload folder."),
     )
     output_format = forms.ChoiceField(
@@ -203,8 +206,7 @@ class SftpSettingsForm(forms.Form):
         initial=PEPPOL_BIS3,
     )
 
-    def __init__(self, *args, has_stored_secrets=(), **kwargs):
-        self.has_stored_secrets = set(has_stored_secrets or ())
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["private_key"].widget = _SecretTextarea(
             attrs={"rows": 6, "spellcheck": "false", "autocomplete": "off"}
@@ -299,12 +301,17 @@ class SftpSettingsForm(forms.Form):
         return cleaned
 
 
-class SftpClientForm(forms.Form):
+class SftpClientForm(ConnectorForm):
     """Per client: an optional folder that replaces the installation's."""
 
-    path = forms.CharField(label=gettext_lazy("Folder"), max_length=500, required=False)
+    path = forms.CharField(
+        label=gettext_lazy("Folder"),
+        max_length=500,
+        required=False,
+        widget=paths.PathTemplateInput("purchase"),
+    )
 
-    def __init__(self, *args, has_stored_secrets=(), **kwargs):  # no secrets per client
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["path"].help_text = _(
             "Leave empty to use the installation's upload folder. Variables: %(variables)s."
@@ -333,6 +340,14 @@ class SftpConnector(Connector):
     client_form = SftpClientForm
 
     # -- where files go ---------------------------------------------------------------
+
+    @classmethod
+    def merge_settings(cls, stored, edited) -> dict:
+        """Another server is another key: a pin only holds for the host and port it came from."""
+        merged = super().merge_settings(stored, edited)
+        if (stored.get("host"), stored.get("port")) != (edited.get("host"), edited.get("port")):
+            merged.pop("known_host_key", None)
+        return merged
 
     def folder_template(self, client_settings, category: str) -> str:
         override = (client_settings or {}).get("path") or ""
