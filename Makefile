@@ -51,7 +51,7 @@ format: setup
 # Needs GNU gettext (installed with apt-get when missing).
 messages: setup
 	@command -v msgfmt >/dev/null || (apt-get update -qq && apt-get install -y -qq gettext)
-	DEBUG=1 $(MANAGE) makemessages --keyword=N_ --locale nl --locale fr --locale en --ignore '.venv/*' --ignore 'var/*' --no-obsolete
+	DEBUG=1 $(MANAGE) makemessages --locale nl --locale fr --locale en --ignore '.venv/*' --ignore 'var/*' --no-obsolete
 	DEBUG=1 $(MANAGE) makemessages --domain djangojs --locale nl --locale fr --locale en --ignore '.venv/*' --ignore 'var/*' --no-obsolete
 	DEBUG=1 $(MANAGE) compilemessages --ignore '.venv/*'
 
