@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clients.models import Document
+from exports import slots
 from exports.models import ExportAttempt, ExportJob
 from extensions import paths, registry
 from extensions.connectors.base import (
@@ -173,77 +174,106 @@ class Report:
     errors: list[str] = field(default_factory=list)
 
 
-def deliver(destination: Destination, *, limit: int | None = None) -> Report:
-    """Drain a destination's due jobs batch after batch until none is left or it fails."""
+def deliver(destination: Destination, *, limit: int | None = None, help_with=None) -> Report:
+    """Drain a destination's due jobs over one connection, batch after batch.
+
+    At most ``installation.connections`` workers deliver to one destination at a time,
+    each holding a slot; a worker that sees more work than its batch calls ``help_with``
+    (which queues another worker) before it starts sending.
+    """
     report = Report()
+    slots.clear_wake(destination)
+    installation = Installation.objects.filter(pk=destination.installation_id).first()
+    if installation is None or not installation.can_export:
+        report.stopped = "inactive"
+        return report
+    slot = slots.acquire(destination, installation.connections)
+    if slot is None:
+        report.stopped = "busy"
+        return report
+    try:
+        size = limit or settings.EXPORT_BATCH_SIZE
+        token, jobs = claim(destination, size)
+        if jobs:
+            if help_with and _due(destination, timezone.now()).exists():
+                help_with(destination)
+            _drain(installation, destination, _Batch(token, list(jobs)), size, slot, report)
+    finally:
+        slots.release(slot)
+    return report
+
+
+@dataclass
+class _Batch:
+    token: uuid.UUID
+    pending: list
+
+
+def _drain(installation, destination, batch, size, slot, report) -> None:
+    """Send claimed jobs over one connection, claiming the next batch on the same one."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    while True:
-        installation = Installation.objects.filter(pk=destination.installation_id).first()
-        if installation is None or not installation.can_export:
-            report.stopped = "inactive"
-            return report
-        token, jobs = claim(destination, limit or settings.EXPORT_BATCH_SIZE)
-        if not jobs:
-            return report
-        report.batches += 1
-        if not _deliver_batch(installation, destination, token, jobs, report, worker):
-            return report
-
-
-def _deliver_batch(installation, destination, token, jobs, report, worker) -> bool:
-    """Send one claimed batch over one connection; False when the destination stopped us."""
     connector = installation.connector_instance()
     if destination.integration_id is not None:
-        connector.destination = _IntegrationDestination(installation, jobs[0].integration)
+        connector.destination = _IntegrationDestination(installation, batch.pending[0].integration)
     started = timezone.now()
-    pending = list(jobs)
     try:
         with connector.open() as session:
-            while pending:
-                job = pending[0]
-                started = timezone.now()
-                _renew_lease_if_needed(token, job)
-                try:
-                    receipt = session.send(build_file(job, connector))
-                except PermanentError as exc:
-                    pending.pop(0)
-                    _record_failure(job, exc, started, worker, permanent=True)
-                    report.dead += 1
-                    continue
-                pending.pop(0)
-                _record_delivery(job, receipt.reference, started, worker)
-                report.delivered += 1
+            while batch.pending:
+                report.batches += 1
+                while batch.pending:
+                    job = batch.pending[0]
+                    started = timezone.now()
+                    _renew_lease_if_needed(batch.token, job)
+                    try:
+                        receipt = session.send(build_file(job, connector))
+                    except PermanentError as exc:
+                        batch.pending.pop(0)
+                        _record_failure(job, exc, started, worker, permanent=True)
+                        report.dead += 1
+                        continue
+                    batch.pending.pop(0)
+                    _record_delivery(job, receipt.reference, started, worker)
+                    report.delivered += 1
+                if not Installation.objects.filter(pk=installation.pk).get().can_export:
+                    report.stopped = "inactive"  # switched off meanwhile: the rest waits
+                    break
+                slots.renew(slot)
+                batch.token, jobs = claim(destination, size)
+                batch.pending = list(jobs)
     except ReauthorizationRequired as exc:
-        _needs_a_person(installation, exc)
-        _release(pending, note=str(exc))
-        report.waiting += len(pending)
-        report.stopped = "reconnect"
-        return False
+        _stop_for_a_person(installation, batch.pending, exc, report)
+        return
     except TransientError as exc:
-        return _stop_on_transient(installation, pending, exc, started, worker, report)
+        _stop_on_transient(installation, batch.pending, exc, started, worker, report)
+        return
     except PermanentError as exc:
         # Refused before any file: the configuration is wrong, not this document.
-        _needs_a_person(installation, exc)
-        _release(pending, note=str(exc))
-        report.waiting += len(pending)
-        report.stopped = "reconnect"
-        return False
+        _stop_for_a_person(installation, batch.pending, exc, report)
+        return
     except ConnectorError as exc:
-        return _stop_on_transient(
-            installation, pending, TransientError(str(exc)), started, worker, report
+        _stop_on_transient(
+            installation, batch.pending, TransientError(str(exc)), started, worker, report
         )
+        return
     except Exception as exc:
         logger.exception("export to installation %s failed unexpectedly", installation.pk)
         error = TransientError(_("Unexpected error: %(kind)s") % {"kind": type(exc).__name__})
-        return _stop_on_transient(installation, pending, error, started, worker, report)
+        _stop_on_transient(installation, batch.pending, error, started, worker, report)
+        return
     if installation.status != Installation.Status.OK:
         Installation.objects.filter(pk=installation.pk).update(
             status=Installation.Status.OK, last_error=""
         )
-    return True
 
 
-def _stop_on_transient(installation, pending, exc, started, worker, report) -> bool:
+def _stop_for_a_person(installation, pending, exc, report) -> None:
+    _needs_a_person(installation, exc)
+    _release(pending, note=str(exc))
+    report.waiting += len(pending)
+    report.stopped = "reconnect"
+
+
+def _stop_on_transient(installation, pending, exc, started, worker, report) -> None:
     """The job being sent counts an attempt; the rest of the batch waits with it."""
     if pending:
         first, rest = pending[0], pending[1:]
@@ -257,7 +287,6 @@ def _stop_on_transient(installation, pending, exc, started, worker, report) -> b
     )
     report.errors.append(str(exc))
     report.stopped = "transient"
-    return False
 
 
 def _renew_lease_if_needed(token, job):

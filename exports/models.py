@@ -99,3 +99,43 @@ class ExportAttempt(models.Model):
 
     def __str__(self):
         return f"{self.job_id} #{self.number} {self.outcome}"
+
+
+class DeliverySlot(models.Model):
+    """One of the connections a destination allows at once; a worker holds it while sending.
+
+    ``scope`` is the integration id for connectors whose credentials are per client, else
+    0 (an integer, so that uniqueness holds on every database).
+    """
+
+    installation = models.ForeignKey(Installation, on_delete=models.CASCADE, related_name="+")
+    scope = models.PositiveBigIntegerField(default=0)
+    number = models.PositiveSmallIntegerField()
+    holder = models.UUIDField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["installation", "scope", "number"], name="unique_delivery_slot"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.installation_id}/{self.scope} #{self.number}"
+
+
+class DeliveryWake(models.Model):
+    """Whether a delivery task is already queued for a destination, so releases coalesce."""
+
+    installation = models.ForeignKey(Installation, on_delete=models.CASCADE, related_name="+")
+    scope = models.PositiveBigIntegerField(default=0)
+    queued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["installation", "scope"], name="unique_delivery_wake")
+        ]
+
+    def __str__(self):
+        return f"{self.installation_id}/{self.scope}"

@@ -5,7 +5,7 @@ import logging
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from exports import engine
+from exports import engine, slots
 
 logger = logging.getLogger(__name__)
 
@@ -13,7 +13,9 @@ SWEEP_SCHEDULE = "exports: sweep"
 
 
 def deliver(installation_id: int, integration_id: int | None = None) -> dict:
-    report = engine.deliver(engine.Destination(installation_id, integration_id))
+    report = engine.deliver(
+        engine.Destination(installation_id, integration_id), help_with=lambda d: enqueue([d])
+    )
     return {
         "delivered": report.delivered,
         "retrying": report.retrying,
@@ -25,14 +27,20 @@ def deliver(installation_id: int, integration_id: int | None = None) -> dict:
 
 
 def enqueue(destinations) -> None:
+    """Queue a delivery for each destination that has none queued yet."""
     for destination in destinations:
-        async_task(
-            "exports.tasks.deliver",
-            destination.installation_id,
-            destination.integration_id,
-            task_name=f"deliver {destination.installation_id}/{destination.integration_id or '-'}",
-            group="exports",
-        )
+        if slots.wake(destination):
+            enqueue_task(destination)
+
+
+def enqueue_task(destination) -> None:
+    async_task(
+        "exports.tasks.deliver",
+        destination.installation_id,
+        destination.integration_id,
+        task_name=f"deliver {destination.installation_id}/{destination.integration_id or '-'}",
+        group="exports",
+    )
 
 
 def sweep() -> dict:

@@ -15,6 +15,16 @@ class InstallationForm(forms.Form):
         max_length=100,
         help_text=_("Tells this installation apart, e.g. the server it sends to."),
     )
+    connections = forms.IntegerField(
+        label=_("Parallel connections"),
+        min_value=1,
+        max_value=16,
+        initial=4,
+        help_text=_(
+            "How many connections exports may open to the destination at once. More is "
+            "faster at month end, if the server allows it."
+        ),
+    )
 
     def __init__(self, *args, terms_url="", **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,6 +1,7 @@
 """Installed extensions (one firm, one connector) and their per-client integrations."""
 
 from django.conf import settings as django_settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -35,6 +36,12 @@ class Installation(models.Model):
     settings = models.JSONField(_("settings"), default=dict, blank=True)
     secrets = EncryptedJSONField(_("secrets"), default=dict, blank=True)
     active = models.BooleanField(_("active"), default=True)
+    connections = models.PositiveSmallIntegerField(
+        _("parallel connections"),
+        default=4,
+        validators=[MinValueValidator(1), MaxValueValidator(16)],
+        help_text=_("How many connections exports may open to this destination at once."),
+    )
     status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.OK)
     last_error = models.TextField(_("last error"), blank=True)
     installed_by = models.ForeignKey(

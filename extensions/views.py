@@ -132,6 +132,7 @@ def configure(request, connector_key):
         partner=request.partner,
         connector=connector.key,
         name=meta_form.cleaned_data["name"],
+        connections=meta_form.cleaned_data["connections"],
         settings=values,
         secrets=secrets,
         installed_by=request.user,
@@ -177,7 +178,8 @@ def _check_and_save(request, installation, meta_form, settings_form, *, created)
         if installation.pk is None:
             # Back to the form, with what was typed (secrets must be typed again).
             meta_form = meta_form or InstallationForm(
-                initial={"name": installation.name}, terms_url=connector.terms_url
+                initial={"name": installation.name, "connections": installation.connections},
+                terms_url=connector.terms_url,
             )
             if settings_form is None:
                 settings_form = _settings_form(connector, installation=installation)
@@ -203,6 +205,7 @@ def _remember_pending(request, installation):
         "pk": installation.pk,
         "connector": installation.connector,
         "name": installation.name,
+        "connections": installation.connections,
         "settings": installation.settings,
         "secrets": crypto.encrypt_json(installation.secrets),
     }
@@ -221,6 +224,7 @@ def _accept_key(request, connector, installation=None):
             partner=request.partner,
             connector=connector.key,
             name=pending["name"],
+            connections=pending["connections"],
             installed_by=request.user,
         )
     elif pending["pk"] != installation.pk:
@@ -265,11 +269,15 @@ def manage(request, installation_pk):
         if meta_form.is_valid() and (settings_form is None or settings_form.is_valid()):
             values, secrets = _split(connector, settings_form, installation.secrets)
             installation.name = meta_form.cleaned_data["name"]
+            installation.connections = meta_form.cleaned_data["connections"]
             installation.settings = connector.merge_settings(installation.settings, values)
             installation.secrets = secrets
             return _check_and_save(request, installation, meta_form, settings_form, created=False)
     else:
-        meta_form = InstallationForm(initial={"name": installation.name}, terms_url="")
+        meta_form = InstallationForm(
+            initial={"name": installation.name, "connections": installation.connections},
+            terms_url="",
+        )
         settings_form = _settings_form(connector, installation=installation)
     return _render_manage(request, installation, meta_form, settings_form)
 

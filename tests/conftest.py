@@ -11,6 +11,7 @@ from clients.models import Client, Document
 from clients.release import INITIAL_STATUS, release
 from exports.models import ExportJob
 from extensions.models import Installation, Integration
+from partnerspace.enterprise import normalize
 from partnerspace.models import Membership, Partner
 
 pytest_plugins = ["tests.peers.sftp", "tests.peers.smtp", "tests.peers.http"]
@@ -69,7 +70,7 @@ def make_client():
             partner=partner,
             name=name,
             enterprise_number=number,
-            vat_number="BE" + number,
+            vat_number="BE" + normalize(number),
             external_id=fields.pop("external_id", f"CL-{next(_sequence):04d}"),
             **fields,
         )

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db
 def settings_post(peer, **overrides):
     data = {
         "name": "Lambert server",
+        "connections": 4,
         "settings-host": peer.host,
         "settings-port": peer.port,
         "settings-username": peer.username,
