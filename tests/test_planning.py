@@ -173,3 +173,51 @@ def test_file_names_are_deterministic(setup):
     assert first.filename.startswith("20260304_F-2026-001_")
     assert first.content == document.file.open("rb").read()
     assert first.idempotency_key == str(job.pk)
+
+
+def test_slots_bound_the_workers_of_one_destination(setup):
+    from exports import slots
+
+    _, integration, _ = setup
+    destination = engine.Destination(integration.installation_id)
+    first, second = slots.acquire(destination, 2), slots.acquire(destination, 2)
+    assert first and second and first.pk != second.pk
+    assert slots.acquire(destination, 2) is None  # both connections are in use
+    slots.release(first)
+    third = slots.acquire(destination, 2)
+    assert third is not None and third.pk == first.pk
+    # A worker that died frees its slot when the lease runs out.
+    from exports.models import DeliverySlot
+
+    DeliverySlot.objects.filter(pk=second.pk).update(lease_until=timezone.now() - timedelta(1))
+    assert slots.acquire(destination, 2).pk == second.pk
+
+
+def test_releases_coalesce_into_one_queued_delivery(setup):
+    from exports import slots
+    from exports.models import DeliveryWake
+
+    _, integration, _ = setup
+    destination = engine.Destination(integration.installation_id)
+    assert slots.wake(destination) is True
+    assert slots.wake(destination) is False  # one is already queued
+    slots.clear_wake(destination)  # the task started
+    assert slots.wake(destination) is True
+    DeliveryWake.objects.update(queued_at=timezone.now() - slots.STALE_WAKE * 2)
+    assert slots.wake(destination) is True  # a lost task does not silence the destination
+
+
+def test_busy_destination_is_left_to_the_workers_on_it(setup):
+    from exports import slots
+
+    firm, integration, make_document = setup
+    installation = integration.installation
+    installation.connections = 1
+    installation.save()
+    destination = engine.Destination(installation.pk)
+    held = slots.acquire(destination, 1)
+    document = make_document(firm["clients"][0], Document.Category.SALES)
+    release(document)
+    assert engine.deliver(destination).stopped == "busy"
+    assert jobs_for(document)[0].status == "pending"
+    slots.release(held)
