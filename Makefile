@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup peers run test lint format messages migrate clean
+.PHONY: setup peers run test faults lint format messages migrate clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,11 @@ peers:
 	@test -x /usr/sbin/sshd || (apt-get update -qq && apt-get install -y -qq openssh-server)
 
 test: setup peers
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
+
+# Fault injection with real worker processes (slower; CI runs them on PostgreSQL + Redis).
+faults: setup peers
+	$(BIN)/pytest -m faults $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
