@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup peers run test faults lint format messages migrate clean
+.PHONY: setup peers bench-tools run test faults bench bench-short lint format messages migrate clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,21 @@ test: setup peers
 # Fault injection with real worker processes (slower; CI runs them on PostgreSQL + Redis).
 faults: setup peers
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)
+
+# Benchmarks print figures; see docs/performance.md. The short run is what CI prints.
+# rclone is the reference the SFTP benchmark compares against.
+bench-tools: peers
+	@command -v rclone >/dev/null || (apt-get update -qq && apt-get install -y -qq rclone)
+
+bench: setup bench-tools
+	$(BIN)/python bench/sftp_throughput.py
+	$(BIN)/python bench/sftp_throughput.py --rtt-ms 30
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/pages.py
+	$(BIN)/python bench/memory.py
+
+bench-short: setup bench-tools
+	$(BIN)/python bench/sftp_throughput.py --documents 300 --clients 30
 
 lint: setup
 	$(BIN)/ruff check .
