@@ -250,6 +250,7 @@ def install_demo_extension(partner, clients):
     Idempotent; integrations are activated once, so documents the demo released before
     stay home, as they would for a firm.
     """
+    from extensions.connectors.base import host_key_pin
     from extensions.models import Installation, Integration
 
     key_type, key, fingerprint = demo_host_key(demo_host_key_path())
@@ -265,7 +266,7 @@ def install_demo_extension(partner, clients):
                 "upload_path": DEMO_PATH,
                 "report_path": "",
                 "output_format": "peppol-bis-3",
-                "known_host_key": {"type": key_type, "key": key, "fingerprint": fingerprint},
+                **host_key_pin(key_type, key, fingerprint),
             },
             "secrets": {"password": demo_password()},
             "removed_at": None,

@@ -63,13 +63,12 @@ class HostKeyUnknown(ReauthorizationRequired):
 
     def pin(self) -> dict:
         """The settings update that trusts this key from now on."""
-        return {
-            "known_host_key": {
-                "type": self.key_type,
-                "key": self.key,
-                "fingerprint": self.fingerprint,
-            }
-        }
+        return host_key_pin(self.key_type, self.key, self.fingerprint)
+
+
+def host_key_pin(key_type: str, key: str, fingerprint: str) -> dict:
+    """How a trusted server key is kept in an installation's settings."""
+    return {"known_host_key": {"type": key_type, "key": key, "fingerprint": fingerprint}}
 
 
 class HostKeyChanged(HostKeyUnknown):

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from exports.demo_sftp import SftpServer
+from extensions.connectors.base import host_key_pin
 from tests.peers import free_port
 
 SSHD = Path("/usr/sbin/sshd")
@@ -60,13 +61,7 @@ class SftpPeer:
 
     def pin(self) -> dict:
         """The settings entry of a host key someone accepted."""
-        return {
-            "known_host_key": {
-                "type": self.host_key_type,
-                "key": self.host_key_base64,
-                "fingerprint": self.fingerprint,
-            }
-        }
+        return host_key_pin(self.host_key_type, self.host_key_base64, self.fingerprint)
 
 
 def client_key(passphrase: str | None = None) -> tuple[str, str]:

@@ -5,7 +5,6 @@ The host key is kept in ``var/demo-sftp-host-key``, so the fingerprint ``seed_de
 """
 
 import signal
-import time
 from pathlib import Path
 
 from django.conf import settings
@@ -52,8 +51,7 @@ class Command(BaseCommand):
             "Press Ctrl-C to stop."
         )
         try:
-            while True:
-                time.sleep(3600)
+            signal.pause()  # until Ctrl-C or SIGTERM
         except KeyboardInterrupt:
             pass
         finally:
