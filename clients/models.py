@@ -130,7 +130,11 @@ class Document(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["client", "sha256"], name="unique_document_per_client")
         ]
-        indexes = [models.Index(fields=["client", "category", "status"])]
+        indexes = [
+            models.Index(fields=["client", "category", "status"]),
+            models.Index(fields=["client", "released_at"]),
+            models.Index(fields=["client", "received_at"]),
+        ]
 
     def __str__(self):
         return f"{self.get_category_display()} {self.number or self.pk}"

@@ -34,7 +34,10 @@ def _connector_or_404(key):
 
 def _installation(request, installation_pk):
     return get_object_or_404(
-        Installation.objects.for_partner(request.partner).installed(), pk=installation_pk
+        Installation.objects.for_partner(request.partner)
+        .installed()
+        .select_related("installed_by"),
+        pk=installation_pk,
     )
 
 
@@ -369,6 +372,7 @@ def client_integrations(request, client_pk):
         Integration.objects.current()
         .filter(client=client)
         .select_related("installation")
+        .defer("client_secrets", "installation__secrets")  # shown nowhere, not decrypted
         .annotate(
             waiting=Count("jobs", filter=Q(jobs__status__in=WAITING_STATUSES)),
             failed=Count("jobs", filter=Q(jobs__status="dead")),

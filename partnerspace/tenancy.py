@@ -23,8 +23,15 @@ def memberships_of(user):
     return Membership.objects.filter(user=user).select_related("partner")
 
 
+def _memberships(request):
+    """The user's memberships, read once per request."""
+    if not hasattr(request, "_memberships"):
+        request._memberships = list(memberships_of(request.user))
+    return request._memberships
+
+
 def _current_membership(request):
-    memberships = list(memberships_of(request.user))
+    memberships = _memberships(request)
     wanted = request.session.get(SESSION_KEY)
     for membership in memberships:
         if membership.partner_id == wanted:
@@ -74,7 +81,7 @@ def partner_context(request):
         "current_partner": membership.partner if membership else None,
         "current_membership": membership or None,
         "other_memberships": [
-            m for m in memberships_of(request.user) if not membership or m.pk != membership.pk
+            m for m in _memberships(request) if not membership or m.pk != membership.pk
         ],
     }
 
