@@ -221,3 +221,18 @@ def test_busy_destination_is_left_to_the_workers_on_it(setup):
     assert engine.deliver(destination).stopped == "busy"
     assert jobs_for(document)[0].status == "pending"
     slots.release(held)
+
+
+def test_a_month_end_release_wakes_each_destination_once(
+    setup, django_capture_on_commit_callbacks
+):
+    from django.db import transaction
+
+    firm, integration, make_document = setup
+    documents = [make_document(firm["clients"][0], Document.Category.SALES) for _ in range(20)]
+    with django_capture_on_commit_callbacks(execute=False) as callbacks, transaction.atomic():
+        for document in documents:
+            release(document)
+    assert len(callbacks) == 1
+    assert callbacks[0].destinations == {engine.Destination(integration.installation_id)}
+    assert ExportJob.objects.filter(document__in=documents).count() == 20
