@@ -68,9 +68,18 @@ def release(slot: Slot) -> None:
 
 
 def wake(destination) -> bool:
-    """True when the caller should queue a delivery task: none is queued yet."""
+    """True when the caller should queue a delivery task: none is queued yet.
+
+    Most releases find a task already queued (a month end releases thousands for one
+    destination): that is answered by one read, without a write that would wait for the
+    workers' transactions on SQLite. Only a missing or stale marker is written, with a
+    conditional UPDATE, so two releases at once still queue a single task.
+    """
     scope = _scope(destination)
     now = timezone.now()
+    queued = DeliveryWake.objects.filter(**scope).values_list("queued_at", flat=True).first()
+    if queued is not None and queued >= now - STALE_WAKE:
+        return False
     DeliveryWake.objects.get_or_create(**scope)
     return bool(
         DeliveryWake.objects.filter(

@@ -182,6 +182,10 @@ EXPORT_HTTP_TIMEOUT = (
     env.float("EXPORT_HTTP_CONNECT_TIMEOUT", default=10.0),
     env.float("EXPORT_HTTP_READ_TIMEOUT", default=60.0),
 )
+# SFTP, in seconds: connect + SSH handshake, and any single SFTP request. Unset: the
+# connector's own defaults (15 and 60).
+EXPORT_SFTP_CONNECT_TIMEOUT = env.float("EXPORT_SFTP_CONNECT_TIMEOUT", default=None)
+EXPORT_SFTP_IO_TIMEOUT = env.float("EXPORT_SFTP_IO_TIMEOUT", default=None)
 
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")
 DEMO_SFTP_PASSWORD = env.str("DEMO_SFTP_PASSWORD", default="")

@@ -14,7 +14,12 @@ from extensions.models import Installation, Integration
 from partnerspace.enterprise import normalize
 from partnerspace.models import Membership, Partner
 
-pytest_plugins = ["tests.peers.sftp", "tests.peers.smtp", "tests.peers.http"]
+pytest_plugins = [
+    "tests.peers.sftp",
+    "tests.peers.smtp",
+    "tests.peers.http",
+    "tests.peers.workers",
+]
 
 _sequence = itertools.count(1)
 
