@@ -1,10 +1,13 @@
 """The export engine: plan jobs on release, claim them per destination, deliver, retry.
 
 Batches follow the connection, not the client: one claim takes the due jobs of one
-installation across every client it serves, the connector is opened once, and each
-outcome is recorded on its job as it happens, so a worker that dies loses at most the
-job it was sending (its lease runs out and the sweeper hands it out again; file names are
-deterministic, so the destination sees the same file, not a second one).
+installation across every client it serves, the connector is opened once (a session that
+can keep several files in flight, as SFTP's does, gets the whole batch at once), and
+deliveries are recorded in groups, a few statements for up to a hundred jobs, never
+before the file is in place. A worker that dies loses at most the deliveries it had not
+recorded yet and the files it had in flight: their lease runs out and the sweeper hands
+them out again; file names are deterministic, so the destination sees the same file, not
+a second one. Refusals and failures are recorded as they happen.
 """
 
 import logging
