@@ -5,7 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from clients.errors import IntakeError
-from clients.intake import ingest
+from clients.intake import ingest_file
 from clients.models import Client, Document
 from clients.release import release
 
@@ -37,10 +37,11 @@ class DocumentUploadForm(forms.ModelForm):
         client, upload = cleaned.get("client"), cleaned.get("upload")
         if client and upload:
             try:
-                self.result = ingest(
+                self.result = ingest_file(
                     client,
                     upload.name,
-                    upload.read(),
+                    upload,
+                    size=upload.size,
                     category=cleaned.get("category_choice") or None,
                 )
             except IntakeError as exc:

@@ -18,11 +18,16 @@ class IntakeError(Exception):
 
 def refuse_oversized(data: bytes, max_bytes: int | None = None) -> None:
     """Checked before any parsing, so a huge upload costs no parser memory."""
+    refuse_size(len(data), max_bytes)
+
+
+def refuse_size(size: int, max_bytes: int | None = None) -> None:
+    """The one size check of every intake path, for a size known before reading."""
     limit = settings.INTAKE_MAX_BYTES if max_bytes is None else max_bytes
-    if len(data) > limit:
+    if size > limit:
         raise IntakeError(
             _("The file is %(size)s MB, larger than the %(limit)s MB limit.")
-            % {"size": _megabytes(len(data)), "limit": _megabytes(limit)}
+            % {"size": _megabytes(size), "limit": _megabytes(limit)}
         )
 
 

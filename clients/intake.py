@@ -1,19 +1,23 @@
 """Intake: an untrusted file becomes a Document, or is refused with every reason found.
 
 A refused file leaves nothing behind: the bytes are written to storage only after parsing
-succeeded, and removed again if the row cannot be saved.
+succeeded, and removed again if the row cannot be saved. A file's size is checked before it
+is read, and never more than the limit plus one byte is read, so an oversized file costs
+neither memory nor the time to read it.
 """
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from clients import coda, ubl
-from clients.errors import IntakeError, refuse_oversized
+from clients.errors import IntakeError, refuse_oversized, refuse_size
 from clients.models import Client, Document
 from clients.release import INITIAL_STATUS
 from partnerspace.enterprise import format_enterprise_number
@@ -27,15 +31,70 @@ class IntakeResult:
     created: bool  # False: the same bytes were already stored for this client
 
 
+READ_CHUNK = 1024 * 1024
+
+
 def ingest(client: Client, name: str, data: bytes, *, category: str | None = None):
     """Store ``data`` for ``client``; ``category`` is inferred when not given."""
     refuse_oversized(data)
+    return _ingest(client, name, data, hashlib.sha256(data).hexdigest(), category)
+
+
+def ingest_file(
+    client: Client, name: str, fileobj, *, size: int | None = None, category: str | None = None
+):
+    """Store what the binary ``fileobj`` holds from its current position on.
+
+    ``size`` is what the caller already knows (``stat``, ``upload.size``); without it a
+    seekable file is measured by seeking. Either way an oversized file is refused before a
+    byte is read, and the read stops one byte past the limit, so a file that grew since it
+    was measured, or a stream of unknown length, is refused all the same.
+    """
+    limit = settings.INTAKE_MAX_BYTES
+    if size is None:
+        size = _remaining(fileobj)
+    if size is not None:
+        refuse_size(size, limit)
+    data, digest = _read_bounded(fileobj, limit)
+    return _ingest(client, name, data, digest, category)
+
+
+def _read_bounded(fileobj, limit: int) -> tuple[bytes, str]:
+    """At most ``limit`` + 1 bytes, hashed chunk by chunk as they arrive."""
+    sha256 = hashlib.sha256()
+    chunks, total = [], 0
+    while total <= limit:
+        chunk = fileobj.read(min(READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            break
+        sha256.update(chunk)
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > limit:
+        chunks.clear()
+        refuse_size(total + (_remaining(fileobj) or 0), limit)
+    return b"".join(chunks), sha256.hexdigest()
+
+
+def _remaining(fileobj) -> int | None:
+    """Bytes left after the current position, found by seeking; None for a pure stream."""
+    try:
+        if not fileobj.seekable():
+            return None
+        position = fileobj.tell()
+        end = fileobj.seek(0, io.SEEK_END)
+        fileobj.seek(position)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return max(end - position, 0)
+
+
+def _ingest(client, name, data, digest, category):
     if not data:
         raise IntakeError(_("The file is empty."))
     if category is not None and category not in Category.values:
         raise IntakeError(_("Unknown category %(category)s.") % {"category": category})
 
-    digest = hashlib.sha256(data).hexdigest()
     existing = Document.objects.filter(client=client, sha256=digest).first()
     if existing:
         return IntakeResult(existing, created=False)

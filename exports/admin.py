@@ -1,10 +1,12 @@
 from django.contrib import admin, messages
 from django.db import transaction
+from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from exports import engine, tasks
 from exports.models import ExportAttempt, ExportJob
+from extensions.models import Integration
 
 
 class ExportAttemptInline(admin.TabularInline):
@@ -20,19 +22,27 @@ class ExportAttemptInline(admin.TabularInline):
 
 @admin.register(ExportJob)
 class ExportJobAdmin(admin.ModelAdmin):
+    """Jobs are history and evidence of what was sent: operators retry them, never delete."""
+
     list_display = [
         "pk",
         "document",
+        "firm",
         "client",
         "installation",
         "status",
         "attempts",
         "next_attempt_at",
-        "delivered_at",
+        "error",
     ]
     list_filter = ["status", "installation__connector", "installation"]
     search_fields = ["document__number", "document__client__name", "remote_reference"]
-    list_select_related = ["document__client", "installation"]
+    # integration__installation: a row's label (its checkbox) names the destination.
+    list_select_related = [
+        "document__client__partner",
+        "installation",
+        "integration__installation",
+    ]
     readonly_fields = [f.name for f in ExportJob._meta.fields]
     inlines = [ExportAttemptInline]
     actions = ["retry_now", "resend"]
@@ -40,9 +50,20 @@ class ExportJobAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("firm"), ordering="document__client__partner__name")
+    def firm(self, job):
+        return job.document.client.partner
+
     @admin.display(description=_("client"), ordering="document__client__name")
     def client(self, job):
         return job.document.client
+
+    @admin.display(description=_("last error"))
+    def error(self, job):
+        return Truncator(job.last_error).chars(100)
 
     @admin.action(description=_("Retry the selected failed jobs now"))
     def retry_now(self, request, queryset):
@@ -53,8 +74,10 @@ class ExportJobAdmin(admin.ModelAdmin):
         self._resend(request, queryset.filter(status__in=["delivered", "dead", "failed"]))
 
     def _resend(self, request, queryset):
-        destinations = {engine.resend(job) for job in queryset.select_related("integration")}
-        count = len(queryset)
+        # Destinations first: once revived, the jobs no longer match the status filter.
+        integrations = Integration.objects.filter(jobs__in=queryset).select_related("installation")
+        destinations = {engine.destination_of(i) for i in integrations.distinct()}
+        count = engine.revive(queryset)
         transaction.on_commit(lambda: tasks.enqueue(destinations))
         self.message_user(
             request,

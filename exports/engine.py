@@ -249,12 +249,14 @@ class _Batch:
 def _drain(installation, destination, batch, size, slot, report) -> None:
     """Send claimed jobs over one connection, claiming the next batch on the same one."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    connector = installation.connector_instance()
-    if destination.integration_id is not None:
-        connector.destination = _IntegrationDestination(installation, batch.pending[0].integration)
     deliveries = _Deliveries(worker)
     folders: dict = {}  # rendered folders, for every batch of this connection
     try:
+        connector = installation.connector_instance()
+        if destination.integration_id is not None:
+            connector.destination = _IntegrationDestination(
+                installation, batch.pending[0].integration
+            )
         try:
             with connector.open() as session:
                 while batch.pending:

@@ -1,6 +1,29 @@
-from django.contrib import admin
+"""Operators see installations and integrations here; they are set up through the portal.
 
+Settings are entered on the portal, where the connector checks them (host key, sign-in,
+folder); an edit here would skip those checks, so they are shown, not editable. Secrets are
+never shown, not even encrypted.
+"""
+
+import json
+
+from django.contrib import admin
+from django.db import transaction
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from extensions import signals
 from extensions.models import Installation, Integration
+
+
+def _json(value):
+    return format_html(
+        "<pre>{}</pre>", json.dumps(value or {}, indent=2, sort_keys=True, ensure_ascii=False)
+    )
+
+
+def _all_but(fields, editable):
+    return [name for name in fields if name not in editable]
 
 
 @admin.register(Installation)
@@ -16,9 +39,38 @@ class InstallationAdmin(admin.ModelAdmin):
     ]
     list_filter = ["connector", "active", "status", "partner"]
     search_fields = ["name", "partner__name"]
-    # Secrets are never shown, not even encrypted.
-    exclude = ["secrets"]
-    readonly_fields = ["installed_at", "updated_at", "installed_by", "last_error"]
+    list_select_related = ["partner"]
+    fields = [
+        "name",
+        "partner",
+        "connector",
+        "active",
+        "status",
+        "connections",
+        "settings_json",
+        "last_error",
+        "installed_by",
+        "installed_at",
+        "updated_at",
+        "removed_at",
+    ]
+    readonly_fields = _all_but(fields, {"name", "active", "connections"})
+
+    @admin.display(description=_("settings"))
+    def settings_json(self, installation):
+        return _json(installation.settings)
+
+    def has_add_permission(self, request):
+        # Installing runs the connector's checks: only the portal does it.
+        return False
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if "active" in form.changed_data and obj.active:
+            # As when a firm switches it on: what waited is sent now, not at the next sweep.
+            transaction.on_commit(
+                lambda: signals.installation_ready.send(sender=Installation, installation=obj)
+            )
 
 
 @admin.register(Integration)
@@ -35,6 +87,26 @@ class IntegrationAdmin(admin.ModelAdmin):
     list_filter = ["active", "installation__connector", "installation"]
     search_fields = ["client__name", "client__enterprise_number", "installation__name"]
     list_select_related = ["client", "installation"]
-    exclude = ["client_secrets"]
-    readonly_fields = ["created_at", "last_success_at", "last_failure_at", "last_error"]
-    autocomplete_fields = ["client"]
+    fields = [
+        "client",
+        "installation",
+        "active",
+        "categories",
+        "client_settings_json",
+        "activated_at",
+        "created_at",
+        "last_success_at",
+        "last_failure_at",
+        "consecutive_failures",
+        "last_error",
+        "removed_at",
+    ]
+    readonly_fields = _all_but(fields, {"active", "categories"})
+
+    @admin.display(description=_("client settings"))
+    def client_settings_json(self, integration):
+        return _json(integration.client_settings)
+
+    def has_add_permission(self, request):
+        # A client is connected on the portal, where the connector checks its settings.
+        return False

@@ -10,7 +10,9 @@ def installed_extensions(request):
         partner = getattr(request, "partner", None)
         if not partner:
             return []
-        return list(Installation.objects.for_partner(partner).installed().only("pk", "name"))
+        return list(
+            Installation.objects.for_partner(partner).installed().only("pk", "name", "connector")
+        )
 
     # Lazy: only pages that render the launcher pay for the query.
     return {"installed_extensions": SimpleLazyObject(load)}

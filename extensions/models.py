@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from clients.models import Client
 from extensions import registry
+from extensions.connectors.base import ReauthorizationRequired
 from extensions.crypto import EncryptedJSONField
 from partnerspace.models import Partner
 from partnerspace.tenancy import TenantQuerySet
@@ -35,6 +36,8 @@ class Installation(models.Model):
     name = models.CharField(_("name"), max_length=100)
     settings = models.JSONField(_("settings"), default=dict, blank=True)
     secrets = EncryptedJSONField(_("secrets"), default=dict, blank=True)
+    # The connector's binding of the settings the secrets were entered with.
+    secrets_binding = models.JSONField(_("secrets entered for"), default=dict, blank=True)
     active = models.BooleanField(_("active"), default=True)
     connections = models.PositiveSmallIntegerField(
         _("parallel connections"),
@@ -66,6 +69,15 @@ class Installation(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        if self.secrets and not self.secrets_binding and self.connector_class is not None:
+            # First secrets of this row (created in a shell or a fixture): entered for the
+            # settings they arrive with.
+            self.secrets_binding = self.connector_class.binding(self.settings)
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "secrets_binding"}
+        super().save(*args, **kwargs)
+
     def get_absolute_url(self):
         return reverse("store:manage", kwargs={"installation_pk": self.pk})
 
@@ -73,7 +85,27 @@ class Installation(models.Model):
     def connector_class(self):
         return registry.get(self.connector)
 
+    def set_secrets(self, secrets: dict) -> None:
+        """Store ``secrets`` as entered for the destination the settings name now."""
+        self.secrets = secrets
+        self.secrets_binding = self.connector_class.binding(self.settings)
+
+    @property
+    def secrets_fit_settings(self) -> bool:
+        """False when the settings point elsewhere than where the secrets were entered."""
+        return not self.secrets or self.secrets_binding == self.connector_class.binding(
+            self.settings
+        )
+
     def connector_instance(self):
+        """The connector, refusing to hand it secrets entered for another destination."""
+        if not self.secrets_fit_settings:
+            raise ReauthorizationRequired(
+                _(
+                    "The destination changed since its credentials were entered: enter them "
+                    "again on the extension's Manage page."
+                )
+            )
         return self.connector_class(self)
 
     @property

@@ -4,6 +4,7 @@ Every view here is generic: what differs between destinations comes from the con
 declarations and forms, never from a branch on its key.
 """
 
+from django.conf import settings as django_settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -15,13 +16,12 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from clients.models import Client
-from extensions import crypto, paths, registry, signals
+from extensions import paths, pending, registry, signals
 from extensions.connectors.base import ConnectorError, HostKeyUnknown
 from extensions.forms import CategoriesForm, InstallationForm, sign_pin, unsign_pin
 from extensions.models import Installation, Integration
-from partnerspace.tenancy import partner_required
+from partnerspace.tenancy import owner_required, partner_required, require_owner
 
-PENDING_KEY = "extensions.pending"
 WAITING_STATUSES = ("pending", "running", "failed")
 
 
@@ -32,13 +32,17 @@ def _connector_or_404(key):
     return connector
 
 
-def _installation(request, installation_pk):
-    return get_object_or_404(
+def _installation(request, installation_pk, *, owners_only=False):
+    """The firm's installation (another firm's is a 404), then the owner check if asked."""
+    installation = get_object_or_404(
         Installation.objects.for_partner(request.partner)
         .installed()
         .select_related("installed_by"),
         pk=installation_pk,
     )
+    if owners_only:
+        require_owner(request)
+    return installation
 
 
 def _client(request, client_pk):
@@ -46,7 +50,8 @@ def _client(request, client_pk):
 
 
 def _settings_form(connector, data=None, *, installation=None):
-    """The connector's form; for a saved installation, its values and stored secrets."""
+    """The connector's form; for a saved installation, its values and stored secrets,
+    which an edit pointing at another destination drops."""
     form_class = connector.settings_form
     if form_class is None:
         return None
@@ -55,20 +60,18 @@ def _settings_form(connector, data=None, *, installation=None):
         kwargs["initial"] = installation.settings
         if installation.pk is not None:
             kwargs["has_stored_secrets"] = {k for k, v in installation.secrets.items() if v}
+            kwargs["rebound"] = lambda edited: (
+                connector.binding(connector.merge_settings(installation.settings, edited))
+                != installation.secrets_binding
+            )
     return form_class(data, **kwargs)
 
 
-def _split(connector, form, stored_secrets=None):
-    """Settings in clear, secrets apart; a blank secret keeps the stored one."""
+def _split(form, stored_secrets=None):
+    """Settings in clear, secrets apart (see ``ConnectorForm.split``)."""
     if form is None:
         return {}, dict(stored_secrets or {})
-    secret_names = set(connector.secret_fields(type(form)))
-    values = {k: v for k, v in form.cleaned_data.items() if k not in secret_names}
-    secrets = dict(stored_secrets or {})
-    for name in secret_names:
-        if form.cleaned_data.get(name):
-            secrets[name] = form.cleaned_data[name]
-    return values, secrets
+    return form.split(stored_secrets)
 
 
 # --- the Store ----------------------------------------------------------------------
@@ -98,22 +101,34 @@ def extension(request, connector_key):
         Installation.objects.for_partner(request.partner)
         .installed()
         .filter(connector=connector.key)
+        .defer("secrets")
+        .annotate(
+            clients_served=Count(
+                "integrations",
+                filter=Q(integrations__removed_at__isnull=True, integrations__active=True),
+            )
+        )
     )
     return render(
         request,
         "extensions/extension.html",
-        {"connector": connector, "installations": installations},
+        {
+            "connector": connector,
+            "installations": installations,
+            "is_owner": request.membership.is_owner,
+            "egress_ips": getattr(django_settings, "EXPORT_EGRESS_IPS", None) or [],
+        },
     )
 
 
-@partner_required
+@owner_required
 def install(request, connector_key):
     """Step one: what the extension will read and write; confirming leads to the form."""
     connector = _connector_or_404(connector_key)
     return render(request, "extensions/install_confirm.html", {"connector": connector})
 
 
-@partner_required
+@owner_required
 def configure(request, connector_key):
     """Step two: the configuration form; saving runs the connector's check first."""
     connector = _connector_or_404(connector_key)
@@ -130,16 +145,16 @@ def configure(request, connector_key):
     settings_form = _settings_form(connector, request.POST)
     if not meta_form.is_valid() or (settings_form is not None and not settings_form.is_valid()):
         return _render_configure(request, connector, meta_form, settings_form)
-    values, secrets = _split(connector, settings_form)
+    values, secrets = _split(settings_form)
     installation = Installation(
         partner=request.partner,
         connector=connector.key,
         name=meta_form.cleaned_data["name"],
         connections=meta_form.cleaned_data["connections"],
         settings=values,
-        secrets=secrets,
         installed_by=request.user,
     )
+    installation.set_secrets(secrets)
     return _check_and_save(request, installation, meta_form, settings_form, created=True)
 
 
@@ -160,23 +175,28 @@ def _render_configure(
     )
 
 
+def _ask_to_accept_key(request, installation, exc):
+    """The server showed a key we do not trust yet: keep the set-up, show the key."""
+    pending.remember(request, installation)
+    return render(
+        request,
+        "extensions/accept_key.html",
+        {
+            "connector": installation.connector_class,
+            "installation": installation,
+            "exc": exc,
+            "changed": installation.settings.get("known_host_key") is not None,
+            "pin": sign_pin(exc.pin()),
+        },
+    )
+
+
 def _check_and_save(request, installation, meta_form, settings_form, *, created):
     connector = installation.connector_class
     try:
         result = installation.connector_instance().check()
     except HostKeyUnknown as exc:
-        _remember_pending(request, installation)
-        return render(
-            request,
-            "extensions/accept_key.html",
-            {
-                "connector": connector,
-                "installation": installation,
-                "exc": exc,
-                "changed": installation.settings.get("known_host_key") is not None,
-                "pin": sign_pin(exc.pin()),
-            },
-        )
+        return _ask_to_accept_key(request, installation, exc)
     except ConnectorError as exc:
         if installation.pk is None:
             # Back to the form, with what was typed (secrets must be typed again).
@@ -202,38 +222,23 @@ def _check_and_save(request, installation, meta_form, settings_form, *, created)
     return redirect(installation)
 
 
-def _remember_pending(request, installation):
-    """Keep the unsaved configuration while the user looks at the key; secrets encrypted."""
-    request.session[PENDING_KEY] = {
-        "pk": installation.pk,
-        "connector": installation.connector,
-        "name": installation.name,
-        "connections": installation.connections,
-        "settings": installation.settings,
-        "secrets": crypto.encrypt_json(installation.secrets),
-    }
-
-
 def _accept_key(request, connector, installation=None):
-    pending = request.session.pop(PENDING_KEY, None)
-    pin = unsign_pin(request.POST.get("pin", ""))
-    if not pending or pin is None or pending["connector"] != connector.key:
-        messages.error(request, _("This confirmation expired; please try again."))
-        if installation is not None:
-            return redirect(installation)
-        return redirect("store:install", connector_key=connector.key)
+    """The key was accepted: finish the set-up kept for this firm, user and installation."""
     if installation is None:
         installation = Installation(
-            partner=request.partner,
-            connector=connector.key,
-            name=pending["name"],
-            connections=pending["connections"],
-            installed_by=request.user,
+            partner=request.partner, connector=connector.key, installed_by=request.user
         )
-    elif pending["pk"] != installation.pk:
-        raise Http404
-    installation.settings = {**pending["settings"], **pin}
-    installation.secrets = crypto.decrypt_json(pending["secrets"])
+    kept = pending.take(request, installation)
+    pin = unsign_pin(request.POST.get("pin", ""))
+    if kept is None or pin is None:
+        messages.error(request, _("This confirmation expired; please try again."))
+        if installation.pk is not None:
+            return redirect(installation)
+        return redirect("store:install", connector_key=connector.key)
+    installation.name = kept["name"]
+    installation.connections = kept["connections"]
+    installation.settings = {**kept["settings"], **pin}
+    installation.set_secrets(kept["secrets"])
     return _check_and_save(request, installation, None, None, created=installation.pk is None)
 
 
@@ -260,7 +265,7 @@ def path_preview(request):
 
 @partner_required
 def manage(request, installation_pk):
-    installation = _installation(request, installation_pk)
+    installation = _installation(request, installation_pk, owners_only=True)
     connector = installation.connector_class
     if connector is None:
         raise Http404
@@ -270,11 +275,11 @@ def manage(request, installation_pk):
         meta_form = InstallationForm(request.POST, terms_url="")
         settings_form = _settings_form(connector, request.POST, installation=installation)
         if meta_form.is_valid() and (settings_form is None or settings_form.is_valid()):
-            values, secrets = _split(connector, settings_form, installation.secrets)
+            values, secrets = _split(settings_form, installation.secrets)
             installation.name = meta_form.cleaned_data["name"]
             installation.connections = meta_form.cleaned_data["connections"]
             installation.settings = connector.merge_settings(installation.settings, values)
-            installation.secrets = secrets
+            installation.set_secrets(secrets)
             return _check_and_save(request, installation, meta_form, settings_form, created=False)
     else:
         meta_form = InstallationForm(
@@ -303,15 +308,32 @@ def _render_manage(request, installation, meta_form, settings_form, *, error="")
 
 @partner_required
 def test_connection(request, installation_pk):
-    installation = _installation(request, installation_pk)
+    """Tries the stored configuration and says how it went; it saves no setting."""
+    installation = _installation(request, installation_pk, owners_only=True)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    return _check_and_save(request, installation, None, None, created=False)
+    try:
+        result = installation.connector_instance().check()
+    except HostKeyUnknown as exc:
+        return _ask_to_accept_key(request, installation, exc)
+    except ConnectorError as exc:
+        messages.error(request, str(exc))
+        return redirect(installation)
+    messages.success(request, _("Connection works. %(result)s") % {"result": result})
+    if installation.status != Installation.Status.OK:
+        # Working again: only the status changes, so nothing a worker saved is overwritten.
+        Installation.objects.filter(pk=installation.pk).update(
+            status=Installation.Status.OK, last_error=""
+        )
+        transaction.on_commit(
+            lambda: signals.installation_ready.send(sender=Installation, installation=installation)
+        )
+    return redirect(installation)
 
 
 @partner_required
 def toggle_active(request, installation_pk):
-    installation = _installation(request, installation_pk)
+    installation = _installation(request, installation_pk, owners_only=True)
     client_count = installation.integrations.current().filter(active=True).count()
     if request.method == "POST":
         installation.active = not installation.active
@@ -343,7 +365,7 @@ def toggle_active(request, installation_pk):
 
 @partner_required
 def uninstall(request, installation_pk):
-    installation = _installation(request, installation_pk)
+    installation = _installation(request, installation_pk, owners_only=True)
     client_count = installation.integrations.current().count()
     if request.method == "POST":
         installation.removed_at = timezone.now()
@@ -450,9 +472,7 @@ def _integration_form(request, client, installation, integration, *, creating=Fa
         and categories_form.is_valid()
         and (client_form is None or client_form.is_valid())
     ):
-        values, secrets = _split(
-            connector, client_form, current.client_secrets if current else None
-        )
+        values, secrets = _split(client_form, current.client_secrets if current else None)
         if integration is None:
             integration = Integration(client=client, installation=installation)
         if creating:

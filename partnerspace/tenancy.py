@@ -8,11 +8,15 @@ an object of another firm is then simply not found (404).
 
 from functools import wraps
 
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.shortcuts import render
 from django.utils.functional import SimpleLazyObject
 
 SESSION_KEY = "partner_id"
+# Session keys of set-ups in progress (a host key to accept, a sign-in under way) start
+# with this: they belong to the firm they were begun in and go when the user switches.
+PENDING_PREFIX = "pending:"
 
 
 def memberships_of(user):
@@ -42,6 +46,8 @@ def _current_membership(request):
 def switch_partner(request, partner_id) -> bool:
     """Make another of the user's firms current; False when the user is not a member."""
     if memberships_of(request.user).filter(partner_id=partner_id).exists():
+        for key in [k for k, _ in request.session.items() if k.startswith(PENDING_PREFIX)]:
+            del request.session[key]
         request.session[SESSION_KEY] = partner_id
         return True
     return False
@@ -68,6 +74,31 @@ def partner_required(view):
     def wrapper(request, *args, **kwargs):
         if not request.membership:
             return render(request, "partnerspace/no_partner.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+class OwnersOnly(PermissionDenied):
+    """What only the firm's owners may do; the 403 page names them."""
+
+
+def require_owner(request) -> None:
+    """Raise :class:`OwnersOnly` unless the user is an owner of the current firm.
+
+    Views look their object up first, so another firm's object stays a 404.
+    """
+    if not request.membership or not request.membership.is_owner:
+        raise OwnersOnly
+
+
+def owner_required(view):
+    """For views without an object of the firm: a member of the firm, and an owner."""
+
+    @wraps(view)
+    @partner_required
+    def wrapper(request, *args, **kwargs):
+        require_owner(request)
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -27,3 +27,5 @@ urlpatterns = [
     path("store/", include("extensions.urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler403 = "partnerspace.views.forbidden"

@@ -13,7 +13,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from partnerspace.tenancy import partner_required, switch_partner
+from partnerspace.models import Membership
+from partnerspace.tenancy import OwnersOnly, partner_required, switch_partner
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +78,21 @@ def healthz(request):
 
 def page_not_found(request, exception=None):
     return render(request, "404.html", status=404)
+
+
+def forbidden(request, exception=None):
+    """The 403 page; for :class:`OwnersOnly`, it names the owners to ask."""
+    owners = []
+    if isinstance(exception, OwnersOnly) and getattr(request, "membership", None):
+        owners = [
+            m.user
+            for m in Membership.objects.filter(
+                partner=request.partner, role=Membership.Role.OWNER
+            ).select_related("user")
+        ]
+    return render(
+        request,
+        "403.html",
+        {"owners_only": isinstance(exception, OwnersOnly), "owners": owners},
+        status=403,
+    )

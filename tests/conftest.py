@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.peers.smtp",
     "tests.peers.http",
     "tests.peers.workers",
+    "tests.peppol_examples",
 ]
 
 _sequence = itertools.count(1)

@@ -1,5 +1,6 @@
 """E-mail connector against a real SMTP server (aiosmtpd), through Django's SMTP backend."""
 
+import base64
 import socket
 import time
 from email import message_from_bytes, policy
@@ -274,6 +275,23 @@ def test_wrong_smtp_credentials_need_a_person_and_hide_the_password(settings, st
     with install().open() as session:
         session.send(export_file())
     assert len(peer.messages) == 1
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_a_reply_quoting_the_smtp_password_does_not_show_it(settings, start_smtp):
+    password = "relay-Pass word!"
+    plain = base64.b64encode(f"\0relay\0{password}".encode()).decode()
+    refusal = f"550 5.7.1 Relaying denied for relay/{password} (AUTH PLAIN {plain})"
+    peer = start_smtp(
+        Recorder(refuse={"boekhouding@peeters.be": refusal}), accounts={"relay": password}
+    )
+    point_at(settings, peer.host, peer.port)
+    settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = "relay", password
+    with pytest.raises(PermanentError) as refused, install().open() as session:
+        session.send(export_file())
+    message = str(refused.value)
+    assert "550 5.7.1 Relaying denied for relay/*** (AUTH PLAIN ***)" in message
+    assert password not in message and plain not in message
 
 
 def test_check_greets_the_server_and_sends_nothing(peer):

@@ -284,7 +284,7 @@ def test_exports_retry_revives_dead_jobs_and_they_deliver(firm, sftp_server, cap
         "upload_path": "",
         **sftp_server.pin(),
     }
-    installation.secrets = {"password": sftp_server.password}
+    installation.set_secrets({"password": sftp_server.password})
     installation.save()
     job = firm["job"]
     assert job.status == "dead"
@@ -391,7 +391,7 @@ def test_editing_the_host_drops_the_pinned_key(signed_in, sftp_server):
     installation = Installation.objects.get(name="Lambert server")
     response = signed_in.post(
         reverse("store:manage", args=[installation.pk]),
-        settings_post(sftp_server, **{"settings-host": "localhost", "settings-password": ""}),
+        settings_post(sftp_server, **{"settings-host": "localhost"}),  # password typed again
     )
     assert "Check the server" in response.content.decode()  # a new server, not a changed key
     installation.refresh_from_db()
@@ -428,3 +428,16 @@ def test_release_reaches_the_server_through_the_task_queue(
     (path,) = landed(sftp_server)
     assert path.parent.name == "queued"
     assert path.read_bytes() == document.file.open("rb").read()
+
+
+def test_test_connection_says_it_works_and_saves_nothing(signed_in, sftp_server):
+    accept_key(signed_in, install_sftp(signed_in, sftp_server))
+    installation = Installation.objects.get(name="Lambert server")
+    Installation.objects.filter(pk=installation.pk).update(status="failing", last_error="x")
+    installation.refresh_from_db()
+    response = signed_in.post(reverse("store:test", args=[installation.pk]), follow=True)
+    assert "Connection works." in response.content.decode()
+    saved = Installation.objects.get(pk=installation.pk)
+    assert (saved.status, saved.last_error) == ("ok", "")  # working again, shown as such
+    assert saved.updated_at == installation.updated_at  # the configuration was not saved
+    assert saved.settings == installation.settings

@@ -3,24 +3,28 @@
 import base64
 import hashlib
 import hmac
+import json
 import re
 import time
 from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 from types import SimpleNamespace
-from urllib.parse import unquote
+from urllib.parse import quote, quote_plus, unquote
 
 import pytest
+import requests
 from django.utils import translation
 
 from extensions import paths, registry
 from extensions.connectors.base import (
+    ConnectorError,
     ExportFile,
     PermanentError,
     ReauthorizationRequired,
     TransientError,
 )
 from extensions.connectors.http import (
+    TEST_FILENAME,
     HttpClientForm,
     HttpConnector,
     HttpSettingsForm,
@@ -118,6 +122,7 @@ def test_post_carries_the_original_bytes_and_the_metadata(http_peer):
     assert request.headers["x-client-number"] == "0123456749"
     assert request.headers["x-file-name"] == FILENAME
     assert request.headers["content-disposition"] == f'attachment; filename="{FILENAME}"'
+    assert request.headers["x-partnerspace-event"] == "export"
     assert "authorization" not in request.headers
     assert receipt.reference == "HTTP 200"
 
@@ -250,6 +255,88 @@ def test_403_needs_a_person(http_peer):
     http_peer.respond(403, {}, b"forbidden")
     with pytest.raises(ReauthorizationRequired, match="HTTP 403: forbidden"):
         send(install(http_peer.url))
+
+
+# --- what a receiver says -------------------------------------------------------------
+
+PASSWORD = 'pä:ss wörd/+&"1'
+TOKEN = "tok-9f8e7d.c6b5a4~rotate-me"
+NGINX_PAGE = b"""<!DOCTYPE html>
+<html><head><title>502 Bad Gateway</title>
+<style>body { color: red; }</style>
+<script>var leaked = "script text"; alert(leaked);</script></head>
+<body><h1>Bad&nbsp;Gateway &amp; friends. The upstream is down.</h1>
+<p>Try again later.</p><hr><center>nginx</center></body></html>"""
+
+
+def careless_echoes(request) -> list[str]:
+    """What receivers have been seen to answer: the credentials they got, in one form each."""
+    authorization = request.headers.get("authorization", "")
+    scheme, _space, credential = authorization.partition(" ")
+    if scheme == "Basic":
+        credential = base64.b64decode(credential).decode().partition(":")[2]
+    return [
+        f"Authorization: {authorization} is not valid here",
+        f"bad credential {authorization.partition(' ')[2]} for this endpoint",
+        f"bad credential {credential} for this endpoint",
+        f"GET /login?password={quote_plus(credential)}&next=/ failed",
+        f"GET /login/{quote(credential, safe='')} failed",
+        json.dumps({"error": "refused", "authorization": authorization}),
+        json.dumps({"error": "refused", "credential": credential}),
+        json.dumps({"error": "refused", "credential": credential}, ensure_ascii=False),
+    ]
+
+
+def leaks(auth: str) -> list[str]:
+    """Every form of the credentials that must not reach the Integrations tab."""
+    if auth == "basic":
+        pair = base64.b64encode(f"intake:{PASSWORD}".encode()).decode()
+        escaped = [json.dumps(PASSWORD, ensure_ascii=ascii)[1:-1] for ascii in (True, False)]
+        return [PASSWORD, quote(PASSWORD, safe=""), quote_plus(PASSWORD), pair, *escaped]
+    return [TOKEN, f"Bearer {TOKEN}", quote(TOKEN, safe="")]
+
+
+@pytest.mark.parametrize("auth", ["basic", "bearer"])
+@pytest.mark.parametrize("status", [400, 401, 500])
+def test_an_answer_echoing_the_credentials_shows_none_of_their_forms(http_peer, auth, status):
+    connector = install(
+        http_peer.url, auth=auth, username="intake", password=PASSWORD, token=TOKEN
+    )
+    for form in range(len(careless_echoes(SimpleNamespace(headers={})))):
+        http_peer.respond(
+            status,
+            {"Content-Type": "text/plain"},
+            lambda request, form=form: careless_echoes(request)[form].encode(),
+        )
+        with pytest.raises(ConnectorError) as refused:
+            send(connector)
+        message = str(refused.value)
+        assert "***" in message, message
+        for leak in leaks(auth):
+            assert leak not in message, (form, message)
+
+
+def test_the_signing_secret_is_hidden_with_or_without_its_prefix(http_peer):
+    bare = SECRET.removeprefix("whsec_")
+    http_peer.respond(400, {}, f"expected {SECRET} or {bare}".encode())
+    with pytest.raises(PermanentError) as refused:
+        send(install(http_peer.url, auth="signing", signing_secret=SECRET))
+    assert str(refused.value) == "HTTP 400: expected *** or ***"
+
+
+def test_an_html_error_page_becomes_one_sentence_of_text(http_peer):
+    http_peer.respond(502, {"Content-Type": "text/html; charset=utf-8"}, NGINX_PAGE)
+    with pytest.raises(TransientError) as down:
+        send(install(http_peer.url))
+    assert str(down.value) == "HTTP 502: Bad Gateway & friends."
+
+
+def test_a_redirect_location_is_redacted(http_peer):
+    http_peer.respond(301, {"Location": f"https://elsewhere.example/in?token={TOKEN}"})
+    with pytest.raises(ReauthorizationRequired) as moved:
+        send(install(http_peer.url, auth="bearer", token=TOKEN))
+    assert TOKEN not in str(moved.value)
+    assert "https://elsewhere.example/in?token=***" in str(moved.value)
 
 
 # --- answers ------------------------------------------------------------------------
@@ -388,30 +475,103 @@ def test_a_redirect_to_a_private_host_is_blocked(settings, http_peer):
 # --- test connection ----------------------------------------------------------------
 
 
-def test_check_probes_with_options_and_credentials(http_peer):
+def test_check_sends_a_test_event_that_a_post_only_receiver_accepts(http_peer):
     http_peer.strict = True
+    http_peer.methods = {"POST"}
     http_peer.expected_authorization = "Bearer tok-1"
-    http_peer.respond(405)
+    http_peer.respond(200, {"Content-Type": "text/plain"}, b"ok")
+    assert requests.options(http_peer.url + "/in", timeout=5).status_code == 405
+    http_peer.requests.clear()
+
     sentence = install(http_peer.url + "/in", auth="bearer", token="tok-1").check()
-    assert "HTTP 405" in sentence
+
+    assert sentence == (
+        "127.0.0.1 answered the test event (HTTP 200: ok); documents will be sent with POST."
+    )
     [request] = http_peer.requests
-    assert (request.method, request.path, request.body) == ("OPTIONS", "/in", b"")
+    assert (request.method, request.path) == ("POST", "/in")
+    assert request.headers["x-partnerspace-event"] == "test"
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["x-file-name"] == TEST_FILENAME
+    event = json.loads(request.body)
+    assert event["type"] == "test"
+    assert request.headers["idempotency-key"] == event["id"]
 
 
-def test_check_signs_its_probe(http_peer):
+def test_check_with_put_writes_the_test_file_under_the_url(http_peer):
+    http_peer.methods = {"PUT"}
+    http_peer.respond(201)
+    sentence = install(http_peer.url + "/in/", method="PUT").check()
+    assert "(HTTP 201)" in sentence and "PUT" in sentence
+    [request] = http_peer.requests
+    assert (request.method, request.path) == ("PUT", f"/in/{TEST_FILENAME}")
+    assert request.headers["x-partnerspace-event"] == "test"
+
+
+def test_check_uses_basic_authentication_as_an_export_does(http_peer):
+    http_peer.strict = True
+    http_peer.expected_authorization = (
+        "Basic " + base64.b64encode(f"intake:{PASSWORD}".encode()).decode()
+    )
+    install(http_peer.url, auth="basic", username="intake", password=PASSWORD).check()
+    with pytest.raises(ReauthorizationRequired, match="HTTP 401: Unauthorized"):
+        install(http_peer.url, auth="basic", username="intake", password="old").check()
+
+
+def test_check_signs_its_test_event(http_peer):
     install(http_peer.url, auth="signing", signing_secret=SECRET).check()
     [request] = http_peer.requests
-    assert verify_standard_webhook(SECRET, request.headers, b"")
+    assert request.headers["webhook-id"] == request.headers["idempotency-key"]
+    assert request.headers["webhook-id"].startswith("test_")
+    assert verify_standard_webhook(SECRET, request.headers, request.body)
+    assert not verify_standard_webhook(SECRET, request.headers, b"")
+
+
+def test_every_test_event_has_its_own_key(http_peer):
+    connector = install(http_peer.url)
+    connector.check()
+    connector.check()
+    first, second = (r.headers["idempotency-key"] for r in http_peer.requests)
+    assert first != second
 
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(401, ReauthorizationRequired), (403, ReauthorizationRequired), (503, TransientError)],
+    [
+        (401, ReauthorizationRequired),
+        (403, ReauthorizationRequired),
+        (404, PermanentError),
+        (405, PermanentError),
+        (408, TransientError),
+        (429, TransientError),
+        (500, TransientError),
+        (503, TransientError),
+    ],
 )
-def test_check_fails_on_refusal_or_outage(http_peer, status, error):
-    http_peer.respond(status)
-    with pytest.raises(error):
+def test_check_fails_on_any_answer_but_2xx_with_the_receivers_words(http_peer, status, error):
+    http_peer.respond(status, {"Content-Type": "text/plain"}, b"no such hook\r\nhere")
+    with pytest.raises(error) as failed:
         install(http_peer.url).check()
+    assert f"HTTP {status}: no such hook here" in str(failed.value)
+
+
+def test_check_shows_an_html_answer_as_text(http_peer):
+    page = b"<html><body><h1>Thanks! Event received.</h1><script>x()</script></body></html>"
+    http_peer.respond(200, {"Content-Type": "text/html"}, page)
+    sentence = install(http_peer.url).check()
+    assert "(HTTP 200: Thanks!)" in sentence
+    http_peer.respond(404, {"Content-Type": "text/html"}, NGINX_PAGE.replace(b"502", b"404"))
+    with pytest.raises(PermanentError) as failed:
+        install(http_peer.url).check()
+    assert str(failed.value) == "HTTP 404: Bad Gateway & friends."
+
+
+def test_check_hides_credentials_the_receiver_echoes(http_peer):
+    http_peer.respond(401, {}, lambda request: careless_echoes(request)[0].encode())
+    with pytest.raises(ReauthorizationRequired) as refused:
+        install(http_peer.url, auth="bearer", token=TOKEN).check()
+    assert TOKEN not in str(refused.value)
+    assert "Authorization: Bearer *** is not valid here" in str(refused.value)
 
 
 # --- forms --------------------------------------------------------------------------

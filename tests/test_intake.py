@@ -2,19 +2,24 @@
 
 import datetime
 import hashlib
+import io
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from clients import coda, demo
 from clients.errors import IntakeError
-from clients.intake import ingest
+from clients.intake import ingest, ingest_file
 from clients.models import Document
 from clients.release import release
 from clients.signals import document_released
 from partnerspace.enterprise import format_enterprise_number
+from tests.peers.workers import ROOT, worker_environment
 
 pytestmark = pytest.mark.django_db
 
@@ -265,6 +270,96 @@ def test_import_refuses_unknown_client_and_missing_path(client_company, tmp_path
         call_command(
             "import_documents", str(tmp_path / "nope"), "--client", CUSTOMER.enterprise_number
         )
+
+
+# Runs argv[2:] and writes its peak resident memory (kB) to argv[1]. The command is started
+# from this small process, not from the test runner: on Linux a child's peak memory counts
+# what it inherited before exec, and the test runner is itself over 100 MB.
+PEAK_MEMORY = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as out:
+    out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code)
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_huge_file_is_refused_unread_by_import_documents(client_company, tmp_path, settings):
+    """A 1 GB file must not cost 1 GB of memory: the command refuses it by its size alone.
+
+    The command runs as its own process, on the committed rows of the shared test database.
+    """
+    big = tmp_path / "big.xml"
+    with big.open("wb") as sparse:
+        sparse.truncate(1024 * 1024 * 1024)
+    peak = tmp_path / "peak-kb"
+    command = ["import_documents", str(big), "--client", client_company.enterprise_number]
+
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY, str(peak), sys.executable, "manage.py", *command],
+        cwd=ROOT,
+        env=worker_environment(INTAKE_MAX_BYTES=20 * 1024 * 1024),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 1, result.stderr
+    refusal = f"rejected: {big}: The file is 1024 MB, larger than the 20 MB limit."
+    assert refusal in result.stderr.splitlines()
+    assert "1 files: 0 imported, 0 duplicate, 1 rejected" in result.stdout
+    assert int(peak.read_text()) < 100 * 1024, f"peak memory {peak.read_text()} kB"
+    assert Document.objects.count() == 0
+    assert stored_files(settings) == []
+
+
+def test_an_oversized_upload_in_the_admin_is_refused_and_nothing_stored(
+    client_company, client, django_user_model, settings
+):
+    settings.INTAKE_MAX_BYTES = 1024 * 1024
+    django_user_model.objects.create_superuser("root", "root@example.com", "root-pass")
+    client.login(username="root", password="root-pass")
+    upload = SimpleUploadedFile("huge.xml", b"<" + b" " * (3 * 1024 * 1024 - 1))
+
+    response = client.post(
+        "/admin/clients/document/add/",
+        {"client": client_company.pk, "upload": upload, "category_choice": ""},
+    )
+
+    assert response.status_code == 200
+    assert "The file is 3 MB, larger than the 1 MB limit." in response.content.decode()
+    assert Document.objects.count() == 0
+    assert stored_files(settings) == []
+
+
+class Stream(io.RawIOBase):
+    """A pipe-like source: no length, no seeking."""
+
+    def __init__(self, data):
+        self._source = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        return self._source.readinto(buffer)
+
+
+def test_a_stream_of_unknown_length_is_hashed_as_read_and_cut_at_the_limit(
+    client_company, settings
+):
+    data = purchase()
+    document = ingest_file(client_company, "ap.xml", Stream(data)).document
+    assert document.sha256 == hashlib.sha256(data).hexdigest()
+    with document.file.open("rb") as stored:
+        assert stored.read() == data
+
+    settings.INTAKE_MAX_BYTES = 1024 * 1024
+    with pytest.raises(IntakeError, match="larger than the 1 MB limit"):
+        ingest_file(client_company, "sale.xml", Stream(sale() + b" " * 1024 * 1024))
+    assert Document.objects.count() == 1
 
 
 def test_release_documents_selects_and_releases(client_company, capsys):

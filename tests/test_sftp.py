@@ -4,11 +4,14 @@ The installation is a plain stand-in (``pk``, ``settings``, ``secrets``): the co
 contract needs nothing more, and these tests need no database.
 """
 
+import base64
 import os
 import socket
 import stat
+import threading
 import time
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -485,3 +488,39 @@ def test_a_server_that_never_greets_times_out(monkeypatch):
     assert str(caught.value) == (
         f"127.0.0.1:{port} did not complete the SSH handshake within 0.5 seconds"
     )
+
+
+def test_what_a_server_says_reaches_the_error_without_the_secrets():
+    """A port that answers with text instead of SSH is reported in its own words, which
+    here repeat the password in three forms: none of them may reach the Integrations tab."""
+    user, password = "exporter", "Sftp pass/word-1"
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+    line = f"denied {password} {quote(password, safe='')} {pair}\r\n".encode()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def answer_with_text():
+            connection, _address = listener.accept()
+            with connection:
+                connection.settimeout(10)
+                connection.sendall(line * 100)  # paramiko gives up on the 100th line
+                while connection.recv(4096):  # until the client hangs up
+                    pass
+
+        server = threading.Thread(target=answer_with_text, daemon=True)
+        server.start()
+        destination = SimpleNamespace(
+            pk=1,
+            settings={"host": "127.0.0.1", "port": port, "username": user},
+            secrets={"password": password},
+        )
+        with pytest.raises(TransientError) as caught:
+            SftpConnector(destination).check()
+        server.join(10)
+    message = str(caught.value)
+    assert message.startswith(f"could not open an SSH session with 127.0.0.1:{port}: ")
+    assert "denied *** *** ***" in message
+    for leak in (password, quote(password, safe=""), pair):
+        assert leak not in message

@@ -11,8 +11,39 @@ import pytest
 from django.apps import apps
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-PUBLIC = {"login", "healthz"}
 OWN_AUTH = {"admin"}  # namespaces with their own sign-in
+
+# Who may use each URL, declared once: "public" (no sign-in), "firm" (owners and members),
+# "owners" (members get 403 naming the owners). A URL added later must be declared here.
+ACCESS = {
+    "healthz": "public",
+    "login": "public",
+    "logout": "firm",
+    "set_language": "firm",
+    "dashboard": "firm",
+    "switch_firm": "firm",
+    "clients:list": "firm",
+    "clients:detail": "firm",
+    "clients:documents": "firm",
+    "clients:document_download": "firm",
+    "clients:document_release": "firm",
+    "integrations:list": "firm",
+    "integrations:add": "firm",
+    "integrations:configure": "firm",
+    "integrations:edit": "firm",
+    "integrations:remove": "firm",
+    "exports:resend": "firm",
+    "store:index": "firm",
+    "store:path_preview": "firm",
+    "store:extension": "firm",
+    "store:install": "owners",
+    "store:configure": "owners",
+    "store:manage": "owners",
+    "store:test": "owners",
+    "store:active": "owners",
+    "store:uninstall": "owners",
+}
+PUBLIC = {name for name, who in ACCESS.items() if who == "public"}
 
 
 def _walk(patterns, namespace="", kwargs=()):
@@ -120,14 +151,43 @@ def test_anonymous_is_sent_to_sign_in(client, firm):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("who", ["owner", "member"])
-def test_members_of_the_firm_reach_every_page(client, firm, who):
-    client.force_login(firm[who])
+def test_every_url_declares_who_may_use_it(firm):
+    names = {name for name, _, _ in project_urls(firm["partner"])}
+    assert names == set(ACCESS), (names - set(ACCESS), set(ACCESS) - names)
+
+
+def _allowed(response):
+    return response.status_code in (200, 302, 405) and not response.get("Location", "").startswith(
+        reverse("login")
+    )
+
+
+@pytest.mark.django_db
+def test_owners_reach_every_page(client, firm):
+    client.force_login(firm["owner"])
     for _name, _, url in project_urls(firm["partner"]):
         response = client.get(url)
-        assert response.status_code in (200, 302, 405), (url, response.status_code)
-        if response.status_code == 302:
-            assert not response["Location"].startswith(reverse("login")), url
+        assert _allowed(response), (url, response.status_code)
+
+
+@pytest.mark.django_db
+def test_members_reach_the_daily_pages_and_get_403_naming_the_owners_elsewhere(client, firm):
+    client.force_login(firm["member"])
+    installation = firm["installation"]
+    for name, _, url in project_urls(firm["partner"]):
+        if ACCESS[name] == "owners":
+            for method in (client.get, client.post):
+                response = method(url)
+                assert response.status_code == 403, (method.__name__, url, response.status_code)
+                body = response.content.decode()
+                assert "Only the firm's owners" in body, url
+                assert firm["owner"].get_username() in body, url
+        elif ACCESS[name] == "firm":
+            response = client.get(url)
+            assert _allowed(response), (url, response.status_code)
+    installation.refresh_from_db()
+    assert installation.active and installation.removed_at is None
+    assert installation.secrets == {"password": "s3cret-password"}
 
 
 @pytest.mark.django_db
@@ -180,3 +240,21 @@ def test_switching_firm_only_to_ones_own(client, firm, make_partner):
     response = client.post(reverse("switch_firm"), {"partner": firm["other"].pk})
     assert response.status_code == 404
     assert client.get("/").context["current_partner"] == second
+
+
+@pytest.mark.django_db
+def test_members_see_no_button_leading_to_owners_pages(client, firm):
+    urls = list(project_urls(firm["partner"]))
+    owners_only = {url for name, _, url in urls if ACCESS[name] == "owners"}
+    client.force_login(firm["member"])
+    for name, _, url in urls:
+        if ACCESS[name] != "firm":
+            continue
+        response = client.get(url)
+        if response.streaming or "html" not in response.get("Content-Type", ""):
+            continue
+        body = response.content.decode()
+        for target in owners_only:
+            assert f'"{target}"' not in body, (url, target)
+    store_page = client.get(reverse("store:extension", args=["sftp"])).content.decode()
+    assert firm["installation"].name in store_page  # the installed extension is listed

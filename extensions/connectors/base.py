@@ -124,6 +124,9 @@ class Connector(ABC):
     oauth: ClassVar[Any] = None
     connection_scope: ClassVar[str] = "installation"
     terms_url: ClassVar[str] = ""
+    # The settings naming the destination the secrets were entered for: changing one drops
+    # the stored secrets, so that none is ever sent somewhere it was not typed in for.
+    binding_fields: ClassVar[tuple[str, ...]] = ()
     # What the access-rights confirmation says the extension writes, and where.
     writes: ClassVar[str] = ""
 
@@ -149,6 +152,11 @@ class Connector(ABC):
         """The "Test connection" probe: a sentence saying what worked, or raise."""
 
     @classmethod
+    def binding(cls, settings: Mapping[str, Any]) -> dict:
+        """Who the secrets belong to; override when a setting must be normalised first."""
+        return {name: settings.get(name) for name in cls.binding_fields}
+
+    @classmethod
     def merge_settings(cls, stored: Mapping[str, Any], edited: Mapping[str, Any]) -> dict:
         """Stored settings the form does not show (a pinned host key) survive an edit."""
         return {**stored, **edited}
@@ -171,11 +179,47 @@ class Connector(ABC):
 
 class ConnectorForm(forms.Form):
     """Base of connectors' forms; ``has_stored_secrets`` names the secrets already stored,
-    so that an edit may leave them blank."""
+    so that an edit may leave them blank.
 
-    def __init__(self, *args, has_stored_secrets=frozenset(), **kwargs):
+    ``rebound(cleaned_data)`` tells whether the edit points the secrets at another
+    destination. If it does, the stored secrets no longer count: the form's own rules then
+    ask for them as on a first install, and ``rebind_message`` says why.
+    """
+
+    rebind_message = _("You changed the destination: enter its credentials again.")
+
+    def __init__(self, *args, has_stored_secrets=frozenset(), rebound=None, **kwargs):
         self.has_stored_secrets = set(has_stored_secrets)
+        self.stored_secrets_dropped = False
+        self._rebound = rebound
         super().__init__(*args, **kwargs)
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        return tuple(name for name, f in self.fields.items() if getattr(f, "secret", False))
+
+    def _clean_form(self):
+        if self.has_stored_secrets and self._rebound and self._rebound(self.cleaned_data):
+            self.has_stored_secrets = set()
+            self.stored_secrets_dropped = True
+        super()._clean_form()
+        if self.stored_secrets_dropped and (
+            self.non_field_errors() or any(name in self.errors for name in self.secret_names)
+        ):
+            self.add_error(None, self.rebind_message)
+            errors = self._errors[forms.forms.NON_FIELD_ERRORS]
+            errors.insert(0, errors.pop())  # the reason before what it causes
+
+    def split(self, stored_secrets=None) -> tuple[dict, dict]:
+        """Settings in clear and secrets apart; a blank secret keeps the stored one, unless
+        the edit pointed the secrets at another destination."""
+        names = set(self.secret_names)
+        values = {k: v for k, v in self.cleaned_data.items() if k not in names}
+        secrets = {} if self.stored_secrets_dropped else dict(stored_secrets or {})
+        for name in names:
+            if self.cleaned_data.get(name):
+                secrets[name] = self.cleaned_data[name]
+        return values, secrets
 
 
 def secret(form_field: forms.Field) -> forms.Field:

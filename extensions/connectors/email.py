@@ -40,6 +40,7 @@ from extensions.connectors.base import (
     Receipt,
     TransientError,
 )
+from extensions.redaction import Redactor
 
 MAX_RECIPIENTS = 10
 _SEPARATORS = re.compile(r"[,;\s]+")
@@ -129,10 +130,11 @@ def _describe(metadata) -> str:
     return _("Document")
 
 
-def _server_text(message) -> str:
-    if isinstance(message, bytes):
-        message = message.decode("utf-8", "replace")
-    return _CONTROL.sub(" ", str(message or "")).strip()[:200]
+def _server_text(message, redactor: Redactor) -> str:
+    """A server's reply as one line, without the SMTP password in any form."""
+    if isinstance(message, BaseException):
+        message = str(message)
+    return redactor.one_line(message)
 
 
 def _sender_domain(sender: str) -> str:
@@ -141,7 +143,7 @@ def _sender_domain(sender: str) -> str:
     return domain or "localhost"
 
 
-def _smtp_error(exc: BaseException) -> ConnectorError:
+def _smtp_error(exc: BaseException, redactor: Redactor) -> ConnectorError:
     """Translate smtplib/socket failures into the contract's errors; never a password."""
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return ReauthorizationRequired(
@@ -154,13 +156,15 @@ def _smtp_error(exc: BaseException) -> ConnectorError:
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return ReauthorizationRequired(
             _("The mail server does not support what EMAIL_URL asks for: %(reason)s.")
-            % {"reason": _server_text(exc)}
+            % {"reason": _server_text(exc, redactor)}
         )
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         refused = exc.recipients or {}
         addresses = ", ".join(refused)
         codes = [code for code, _message in refused.values()]
-        detail = "; ".join(f"{code} {_server_text(text)}" for code, text in refused.values())
+        detail = "; ".join(
+            f"{code} {_server_text(text, redactor)}" for code, text in refused.values()
+        )
         if codes and all(400 <= code < 500 for code in codes):
             return TransientError(
                 _("The mail server temporarily refused %(addresses)s (%(detail)s).")
@@ -171,7 +175,7 @@ def _smtp_error(exc: BaseException) -> ConnectorError:
             % {"addresses": addresses, "detail": detail}
         )
     if isinstance(exc, smtplib.SMTPSenderRefused):
-        detail = f"{exc.smtp_code} {_server_text(exc.smtp_error)}"
+        detail = f"{exc.smtp_code} {_server_text(exc.smtp_error, redactor)}"
         if 400 <= exc.smtp_code < 500:
             return TransientError(
                 _("The mail server temporarily refused the sender (%(detail)s).")
@@ -186,7 +190,7 @@ def _smtp_error(exc: BaseException) -> ConnectorError:
             % {"sender": exc.sender, "detail": detail}
         )
     if isinstance(exc, smtplib.SMTPResponseException):
-        detail = f"{exc.smtp_code} {_server_text(exc.smtp_error)}"
+        detail = f"{exc.smtp_code} {_server_text(exc.smtp_error, redactor)}"
         if 500 <= exc.smtp_code < 600:
             return PermanentError(
                 _("The mail server refused the message (%(detail)s).") % {"detail": detail}
@@ -210,7 +214,7 @@ def _smtp_error(exc: BaseException) -> ConnectorError:
         )
     return TransientError(
         _("Could not talk to the mail server: %(reason)s.")
-        % {"reason": _server_text(exc) or type(exc).__name__}
+        % {"reason": _server_text(exc, redactor) or type(exc).__name__}
     )
 
 
@@ -275,10 +279,11 @@ class EmailSession:
             # Django's backend accepts a message when at least one recipient did.
             self.connection.send_messages([message])
         except OSError as exc:  # smtplib.SMTPException is an OSError too
-            raise _smtp_error(exc) from None
+            raise _smtp_error(exc, self.connector.redactor) from None
         except ValueError as exc:  # an address or header Django refuses to put in a message
             raise PermanentError(
-                _("The message could not be made: %(reason)s.") % {"reason": _server_text(exc)}
+                _("The message could not be made: %(reason)s.")
+                % {"reason": _server_text(exc, self.connector.redactor)}
             ) from None
         return Receipt(
             reference=message.extra_headers["Message-ID"],
@@ -317,12 +322,18 @@ class EmailConnector(Connector):
         "Sends one e-mail per document, with the original attached, to each client's addresses."
     )
 
+    @property
+    def redactor(self) -> Redactor:
+        """The operator's SMTP password is never shown to a firm, nor any stored secret."""
+        secrets = [settings.EMAIL_HOST_PASSWORD, *(self.destination.secrets or {}).values()]
+        return Redactor(secrets, user=settings.EMAIL_HOST_USER)
+
     def _connection(self):
         connection = get_connection(fail_silently=False, timeout=timeout())
         try:
             connection.open()
         except OSError as exc:
-            raise _smtp_error(exc) from None
+            raise _smtp_error(exc, self.redactor) from None
         return connection
 
     @contextmanager
@@ -346,7 +357,7 @@ class EmailConnector(Connector):
                 smtp.ehlo_or_helo_if_needed()
                 code, _message = smtp.noop()
             except OSError as exc:
-                raise _smtp_error(exc) from None
+                raise _smtp_error(exc, self.redactor) from None
             if code != 250:
                 raise TransientError(
                     _("The mail server answered %(code)s to a NOOP.") % {"code": code}

@@ -14,7 +14,7 @@ Choices, so a receiver knows what to expect:
   key, the same on every attempt, so a receiver can drop a repeated delivery.
 * **Signing** follows Standard Webhooks (https://www.standardwebhooks.com/): the firm
   pastes a ``whsec_<base64>`` secret it shares with its receiver. We do not generate one:
-  secrets are never shown back (DESIGN §7), so a generated one could not be copied into
+  secrets are never shown back, so a generated one could not be copied into
   the receiver.
 * **Outcomes.** 2xx → delivered. 408, 429 and 5xx → try again (``Retry-After`` honoured).
   401/403 → ``ReauthorizationRequired``: a rotated token or password fails every document
@@ -22,9 +22,17 @@ Choices, so a receiver knows what to expect:
   this document is refused for good. 307/308 are followed (at most 3, method and body
   kept); 301/302/303 would turn the upload into a body-less GET, so they also wait for a
   person to enter the new address, as does a redirect loop.
-* **Test connection** sends ``OPTIONS`` to the URL with the same authentication (signed
-  over an empty body when signing): harmless on any receiver. An answer below 500 other
-  than 401/403 means reachable and authorised, even 404 or 405.
+* **Which event.** ``X-Partnerspace-Event`` says ``export`` on a document and ``test`` on
+  the test event, so a receiver can tell them apart without reading the body.
+* **Test connection** (and Save) sends what a receiver really gets, marked as a test: the
+  export's method, URL, authentication and signature, with a small JSON body
+  (``{"type": "test", …}``) named ``partnerspace-connection-test.json`` (PUT overwrites
+  that one resource on every test rather than leaving one per test). No ``OPTIONS``, which
+  many receivers do not implement: only 2xx passes, anything else fails as an export
+  would, and the receiver's answer is shown as one line of text.
+* **What a receiver says** reaches the Integrations tab only through
+  :class:`extensions.redaction.Redactor`: one line of plain text (HTML reduced to its
+  first sentence), with the password, token and signing secret removed in every form.
 """
 
 from __future__ import annotations
@@ -36,11 +44,11 @@ import hmac
 import json
 import re
 import time
-import unicodedata
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import cached_property
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
@@ -63,6 +71,7 @@ from extensions.connectors.base import (
     TransientError,
     secret,
 )
+from extensions.redaction import Redactor
 
 NONE, BASIC, BEARER, SIGNING = "none", "basic", "bearer", "signing"
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
@@ -70,6 +79,9 @@ MAX_BODY = 64 * 1024  # of a response we read; the rest is not needed
 MAX_JSON_BODY = 4096  # a response small enough to look for an ``id`` in
 DEFAULT_TIMEOUT = (10, 60)  # connect, read; settings.EXPORT_HTTP_TIMEOUT overrides
 USER_AGENT = "PartnerSpace-Export/1"
+EVENT_HEADER = "X-Partnerspace-Event"
+EXPORT_EVENT, TEST_EVENT = "export", "test"
+TEST_FILENAME = "partnerspace-connection-test.json"
 _VISIBLE_ASCII = "".join(chr(code) for code in range(0x20, 0x7F) if chr(code) != "%")
 _CONTROL_RUN = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
@@ -93,6 +105,11 @@ def _decode_signing_secret(value: str) -> bytes:
 
 
 class HttpSettingsForm(ConnectorForm):
+    rebind_message = gettext_lazy(
+        "You changed the receiver's address or its authentication: enter the password, "
+        "token or signing secret again."
+    )
+
     url = forms.URLField(
         label=gettext_lazy("URL"),
         max_length=2000,
@@ -276,11 +293,6 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _clean_text(text: str, limit: int) -> str:
-    text = "".join(" " if unicodedata.category(char)[0] == "C" else char for char in text)
-    return re.sub(r"\s+", " ", text).strip()[:limit]
-
-
 class _LossyRedirect(Exception):
     def __init__(self, response):
         super().__init__(response.status_code)
@@ -322,36 +334,15 @@ class HttpSession:
 
     def send(self, export_file: ExportFile) -> Receipt:
         connector = self.connector
-        body = export_file.content
-        headers = {
-            "Content-Type": header_value(export_file.content_type) or "application/octet-stream",
-            "Content-Disposition": content_disposition(export_file.filename),
-            "X-File-Name": header_value(export_file.filename),
-        }
-        for header, key in (
-            ("X-Document-Id", "document_id"),
-            ("X-Document-Category", "category"),
-            ("X-Document-Kind", "kind"),
-            ("X-Document-Number", "number"),
-            ("X-Client-Number", "client_number"),
-        ):
-            if export_file.metadata.get(key):
-                headers[header] = header_value(export_file.metadata[key])
-        if export_file.idempotency_key:
-            headers["Idempotency-Key"] = header_value(export_file.idempotency_key)
-        headers.update(connector.auth_headers(body, export_file.idempotency_key))
-        url = connector.target_url(export_file)
-        status, response_headers, response_body = connector.request(
-            self.http, connector.method, url, data=body, headers=headers
-        )
+        status, headers, body = connector.deliver(self.http, export_file, EXPORT_EVENT)
         if 200 <= status < 300:
-            return Receipt(reference=_reference(status, response_headers, response_body))
-        raise connector.failure(status, response_headers, response_body)
+            return Receipt(reference=_reference(status, headers, body, connector.redactor))
+        raise connector.failure(status, headers, body)
 
 
-def _reference(status: int, headers, body: bytes) -> str:
+def _reference(status: int, headers, body: bytes, redactor: Redactor) -> str:
     """Location, else a small JSON body's ``id``, else ``HTTP <status>``."""
-    location = _clean_text(headers.get("Location", ""), 500)
+    location = redactor.one_line(headers.get("Location", ""), limit=500)
     if location:
         return location
     if 0 < len(body) <= MAX_JSON_BODY:
@@ -360,7 +351,7 @@ def _reference(status: int, headers, body: bytes) -> str:
         except (ValueError, UnicodeDecodeError):
             answer = None
         if isinstance(answer, dict) and isinstance(answer.get("id"), str | int):
-            return _clean_text(str(answer["id"]), 500) or f"HTTP {status}"
+            return redactor.one_line(str(answer["id"]), limit=500) or f"HTTP {status}"
     return f"HTTP {status}"
 
 
@@ -373,12 +364,29 @@ class HttpConnector(Connector):
     category = "http"
     settings_form = HttpSettingsForm
     client_form = HttpClientForm
+    binding_fields = ("url", "auth")
     writes = gettext_lazy(
         "Sends each document's original file to the URL you configure, with its type, "
         "number and client number in the request headers."
     )
 
     # --- configuration ---
+
+    @classmethod
+    def binding(cls, settings) -> dict:
+        """The URL's origin and the authentication kind; its path may change freely."""
+        parts = urlsplit(str(settings.get("url") or ""))
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        default_port = {"https": 443, "http": 80}.get(parts.scheme)
+        return {
+            "scheme": parts.scheme.lower(),
+            "host": (parts.hostname or "").lower(),
+            "port": port or default_port,
+            "auth": settings.get("auth") or NONE,
+        }
 
     @property
     def url(self) -> str:
@@ -409,6 +417,15 @@ class HttpConnector(Connector):
     def _secret(self, name: str) -> str:
         return (self.destination.secrets or {}).get(name) or ""
 
+    @cached_property
+    def redactor(self) -> Redactor:
+        """Every stored secret, and the signing key also without its ``whsec_`` prefix."""
+        secrets = list((self.destination.secrets or {}).values())
+        signing = self._secret("signing_secret")
+        if signing.startswith(SECRET_PREFIX):
+            secrets.append(signing[len(SECRET_PREFIX) :])
+        return Redactor(secrets, user=self.destination.settings.get("username") or "")
+
     def auth_headers(self, body: bytes, message_id: str) -> dict[str, str]:
         auth = self.destination.settings.get("auth") or NONE
         if auth == BASIC:
@@ -434,6 +451,31 @@ class HttpConnector(Connector):
         return {}
 
     # --- talking ---
+
+    def deliver(self, http, export_file: ExportFile, event: str):
+        """One request as a receiver gets it, for a document or the test event alike."""
+        body = export_file.content
+        headers = {
+            "Content-Type": header_value(export_file.content_type) or "application/octet-stream",
+            "Content-Disposition": content_disposition(export_file.filename),
+            "X-File-Name": header_value(export_file.filename),
+            EVENT_HEADER: event,
+        }
+        for header, key in (
+            ("X-Document-Id", "document_id"),
+            ("X-Document-Category", "category"),
+            ("X-Document-Kind", "kind"),
+            ("X-Document-Number", "number"),
+            ("X-Client-Number", "client_number"),
+        ):
+            if export_file.metadata.get(key):
+                headers[header] = header_value(export_file.metadata[key])
+        if export_file.idempotency_key:
+            headers["Idempotency-Key"] = header_value(export_file.idempotency_key)
+        headers.update(self.auth_headers(body, export_file.idempotency_key))
+        return self.request(
+            http, self.method, self.target_url(export_file), data=body, headers=headers
+        )
 
     def request(self, http, method, url, *, data=None, headers=None):
         """Send and read at most MAX_BODY of the answer; errors become the contract's."""
@@ -462,7 +504,7 @@ class HttpConnector(Connector):
                 )
                 % {
                     "status": redirect.status,
-                    "location": _clean_text(redirect.location, 200) or "?",
+                    "location": self.redactor.one_line(redirect.location) or "?",
                 }
             ) from None
         except requests.TooManyRedirects:
@@ -506,14 +548,14 @@ class HttpConnector(Connector):
             % {"host": self.host, "kind": type(exc).__name__}
         )
 
+    def answer(self, status: int, headers, body: bytes) -> str:
+        """``HTTP 422: <what the server said>``, one line, its secrets removed."""
+        said = self.redactor.one_line(body, content_type=headers.get("Content-Type", ""))
+        return f"HTTP {status}: {said}" if said else f"HTTP {status}"
+
     def failure(self, status: int, headers, body: bytes) -> ConnectorError:
-        """The error for a non-2xx answer: ``HTTP 422: <what the server said>``."""
-        text = body.decode("utf-8", "replace")
-        for name in ("password", "token", "signing_secret"):
-            if self._secret(name):
-                text = text.replace(self._secret(name), "***")
-        excerpt = _clean_text(text, 200)
-        message = f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}"
+        """The error for a non-2xx answer, typed for what the engine should do next."""
+        message = self.answer(status, headers, body)
         if status in (401, 403):
             return ReauthorizationRequired(
                 _(
@@ -548,15 +590,35 @@ class HttpConnector(Connector):
         finally:
             http.close()
 
+    def test_event(self) -> ExportFile:
+        """A small JSON document marked as a test; a fresh key, so no receiver drops it."""
+        key = f"test_{uuid.uuid4().hex}"
+        content = {
+            "type": TEST_EVENT,
+            "id": key,
+            "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "description": "Partner Space connection test; it carries no document.",
+        }
+        return ExportFile(
+            content=json.dumps(content).encode(),
+            filename=TEST_FILENAME,
+            folder=(),
+            content_type="application/json",
+            metadata={},
+            idempotency_key=key,
+        )
+
     def check(self) -> str:
+        """Passes only if the receiver takes what an export would send it (2xx)."""
         with self._guarded_session() as http:
-            headers = self.auth_headers(b"", f"check_{uuid.uuid4().hex}")
-            status, response_headers, body = self.request(
-                http, "OPTIONS", self.url, headers=headers
-            )
-        if status < 500 and status not in (401, 403, 408, 429):
-            return _(
-                "%(host)s answered a test request (HTTP %(status)s); documents will be "
-                "sent with %(method)s."
-            ) % {"host": self.host, "status": status, "method": self.method}
-        raise self.failure(status, response_headers, body)
+            status, headers, body = self.deliver(http, self.test_event(), TEST_EVENT)
+        if not 200 <= status < 300:
+            raise self.failure(status, headers, body)
+        return _(
+            "%(host)s answered the test event (%(answer)s); documents will be sent with "
+            "%(method)s."
+        ) % {
+            "host": self.host,
+            "answer": self.answer(status, headers, body),
+            "method": self.method,
+        }

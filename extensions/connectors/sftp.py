@@ -18,7 +18,8 @@ Choices, and why:
   round sent together. A distant server then costs about three round trips per window of
   files rather than four or five per file.
 * Errors are typed for the engine and worded for the Integrations tab: the password or
-  key never appears in them.
+  key never appears in them, and what the server itself says is kept to one line with
+  every stored secret removed (:class:`extensions.redaction.Redactor`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import struct
 import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import cached_property
 from secrets import token_hex
 
 import paramiko
@@ -82,6 +84,7 @@ from extensions.connectors.base import (
     TransientError,
     secret,
 )
+from extensions.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +197,10 @@ def _clean_template(value: str) -> str:
 
 class SftpSettingsForm(ConnectorForm):
     """The install-level configuration; blank secrets on an edit keep the stored ones."""
+
+    rebind_message = gettext_lazy(
+        "You changed the server, port or user name: enter the password or private key again."
+    )
 
     host = forms.CharField(label=gettext_lazy("Server"), max_length=253)
     port = forms.IntegerField(
@@ -371,8 +378,17 @@ class SftpConnector(Connector):
     )
     settings_form = SftpSettingsForm
     client_form = SftpClientForm
+    binding_fields = ("host", "port", "username")
 
     # -- where files go ---------------------------------------------------------------
+
+    @classmethod
+    def binding(cls, settings) -> dict:
+        return {
+            "host": str(settings.get("host") or "").strip().lower(),
+            "port": int(settings.get("port") or DEFAULT_PORT),
+            "username": settings.get("username") or "",
+        }
 
     @classmethod
     def merge_settings(cls, stored, edited) -> dict:
@@ -404,6 +420,10 @@ class SftpConnector(Connector):
     @property
     def _username(self) -> str:
         return str(self.destination.settings.get("username") or "")
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        return Redactor((self.destination.secrets or {}).values(), user=self._username)
 
     @property
     def _server(self) -> str:
@@ -542,7 +562,7 @@ class SftpConnector(Connector):
         if isinstance(exc, paramiko.SSHException | EOFError | OSError):
             return TransientError(
                 _("could not open an SSH session with %(server)s: %(reason)s")
-                % {"server": server, "reason": str(exc) or type(exc).__name__}
+                % {"server": server, "reason": _reason(exc, self.redactor)}
             )
         return exc
 
@@ -554,11 +574,11 @@ class SftpConnector(Connector):
             try:
                 sftp = client.open_sftp()
                 sftp.get_channel().settimeout(self._io_timeout)
-                session = SftpSession(client, sftp, self._server)
+                session = SftpSession(client, sftp, self._server, self.redactor)
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise TransientError(
                     _("connected to %(server)s, but it did not start SFTP: %(reason)s")
-                    % {"server": self._server, "reason": str(exc) or type(exc).__name__}
+                    % {"server": self._server, "reason": _reason(exc, self.redactor)}
                 ) from None
             yield session
         finally:
@@ -608,8 +628,15 @@ def static_parts(template: str) -> tuple[str, ...]:
 class SftpSession:
     """Sends files over one open SFTP channel; remembers which folders exist."""
 
-    def __init__(self, client: paramiko.SSHClient, sftp: paramiko.SFTPClient, server: str):
+    def __init__(
+        self,
+        client: paramiko.SSHClient,
+        sftp: paramiko.SFTPClient,
+        server: str,
+        redactor: Redactor | None = None,
+    ):
         self._client, self._sftp, self._server = client, sftp, server
+        self._redactor = redactor or Redactor(())
         self.home = sftp.normalize(".")
         self._folders = {self.home}
         self._folders_asked: set[str] = set()  # mkdir sent in the pipeline, not yet confirmed
@@ -654,7 +681,7 @@ class SftpSession:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise PermanentError(
                 _("Wrote the test file %(path)s but could not remove it: %(reason)s")
-                % {"path": receipt.reference, "reason": str(exc) or type(exc).__name__}
+                % {"path": receipt.reference, "reason": _reason(exc, self._redactor)}
             ) from None
         return posixpath.dirname(receipt.reference)
 
@@ -1024,7 +1051,7 @@ class SftpSession:
             raise self._translate(exc, folder, writing=writing) from None
 
     def _translate(self, exc: BaseException, folder: str, *, writing: bool) -> ConnectorError:
-        reason = str(exc) or type(exc).__name__
+        reason = _reason(exc, self._redactor)
         if self._connection_lost(exc):
             self._lost = TransientError(
                 _("the connection to %(server)s was lost: %(reason)s")
@@ -1070,6 +1097,11 @@ _FILE_ATTRS.st_mode = FILE_MODE
 _FOLDER_ATTRS = paramiko.SFTPAttributes()
 _FOLDER_ATTRS.st_mode = FOLDER_MODE
 _DONE = StopIteration()
+
+
+def _reason(exc: BaseException, redactor: Redactor) -> str:
+    """What an exception says, which may be the server's own words: one line, redacted."""
+    return redactor.one_line(str(exc)) or type(exc).__name__
 
 
 def _check_name(name: str) -> None:

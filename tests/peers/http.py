@@ -2,9 +2,12 @@
 
 ``http_peer`` runs ``ThreadingHTTPServer`` on 127.0.0.1 (HTTP/1.1, keep-alive) in a
 thread. ``peer.respond(status, headers, body)`` queues answers, used in order; when the
-queue is empty ``peer.default`` answers. ``peer.connections`` counts accepted TCP
+queue is empty ``peer.default`` answers. An answer's body may be a function of the
+request, for a receiver that echoes what it got. ``peer.connections`` counts accepted TCP
 connections. Strict mode behaves like a real receiver: 400 when an upload has no
 Content-Type, 401 when ``Authorization`` is not ``peer.expected_authorization``.
+``peer.methods``, when set, are the only methods the receiver implements: any other gets
+405 with an ``Allow`` header, as from a framework that routes POST only.
 
 ``silent_url`` is an address that accepts connections and never answers.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -32,7 +36,7 @@ class Recorded:
 class Answer:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
+    body: bytes | Callable[[Recorded], bytes] = b""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -59,18 +63,18 @@ class _Handler(BaseHTTPRequestHandler):
         peer = self.server.peer
         body = self._body()
         headers = {name.lower(): value for name, value in self.headers.items()}
+        recorded = Recorded(self.command, self.path, headers, body, self.client_address)
         with peer.lock:
-            peer.requests.append(
-                Recorded(self.command, self.path, headers, body, self.client_address)
-            )
+            peer.requests.append(recorded)
         answer = peer.next_answer(self.command, headers)
+        content = answer.body(recorded) if callable(answer.body) else answer.body
         self.send_response(answer.status)
         for name, value in answer.headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(answer.body)))
+        self.send_header("Content-Length", str(len(content)))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(answer.body)
+            self.wfile.write(content)
 
     do_GET = do_POST = do_PUT = do_OPTIONS = do_HEAD = do_DELETE = _handle
 
@@ -99,6 +103,7 @@ class HttpPeer:
         self.connections = 0
         self.strict = False
         self.expected_authorization: str | None = None
+        self.methods: set[str] | None = None
         self.server = _Server(self)
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
@@ -107,11 +112,14 @@ class HttpPeer:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def respond(self, status=200, headers=None, body=b""):
+    def respond(self, status=200, headers=None, body: bytes | Callable = b""):
         with self.lock:
             self.answers.append(Answer(status, dict(headers or {}), body))
 
     def next_answer(self, method: str, headers: dict[str, str]) -> Answer:
+        if self.methods is not None and method not in self.methods:
+            allowed = ", ".join(sorted(self.methods))
+            return Answer(405, {"Allow": allowed, "Content-Type": "text/plain"}, b"Not allowed")
         if self.strict:
             if method in ("POST", "PUT") and not headers.get("content-type"):
                 return Answer(400, {"Content-Type": "text/plain"}, b"Content-Type is required")

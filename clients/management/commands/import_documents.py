@@ -1,5 +1,6 @@
 """manage.py import_documents PATH... --client NUMBER [--category ...] [--release]"""
 
+import os
 import sys
 from pathlib import Path
 
@@ -7,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from clients.errors import IntakeError
-from clients.intake import ingest
+from clients.intake import ingest_file
 from clients.models import Client, Document
 from clients.progress import Progress
 from clients.release import release
@@ -95,13 +96,16 @@ class Command(BaseCommand):
 
     def _import(self, client, path, category, do_release):
         try:
-            data = path.read_bytes()
+            fileobj = path.open("rb")
         except OSError as exc:
             return "rejected", exc.strerror or str(exc)
-        try:
-            result = ingest(client, path.name, data, category=category)
-        except IntakeError as exc:
-            return "rejected", "; ".join(exc.problems)
+        # The size on disk is checked before reading: a huge file is refused unread.
+        with fileobj:
+            size = os.fstat(fileobj.fileno()).st_size
+            try:
+                result = ingest_file(client, path.name, fileobj, size=size, category=category)
+            except IntakeError as exc:
+                return "rejected", "; ".join(exc.problems)
         if do_release:
             release(result.document)
         document = result.document
