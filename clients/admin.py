@@ -37,7 +37,7 @@ class DocumentUploadForm(forms.ModelForm):
         client, upload = cleaned.get("client"), cleaned.get("upload")
         if client and upload:
             try:
-                self.result = ingest_file(
+                self.results = ingest_file(
                     client,
                     upload.name,
                     upload,
@@ -87,9 +87,29 @@ class DocumentAdmin(admin.ModelAdmin):
     def save_form(self, request, form, change):
         if change:
             return super().save_form(request, form, change)
-        if not form.result.created:
-            messages.warning(request, _("This file was already stored for this client."))
-        return form.result.document
+        created = [result.document for result in form.results if result.created]
+        duplicates = len(form.results) - len(created)
+        if len(form.results) > 1:
+            messages.info(
+                request,
+                ngettext(
+                    "The file held %(count)d statement.",
+                    "The file held %(count)d statements.",
+                    len(form.results),
+                )
+                % {"count": len(form.results)},
+            )
+        if duplicates:
+            messages.warning(
+                request,
+                ngettext(
+                    "%(count)d document was already stored for this client.",
+                    "%(count)d documents were already stored for this client.",
+                    duplicates,
+                )
+                % {"count": duplicates},
+            )
+        return (created or [form.results[0].document])[0]
 
     def save_model(self, request, obj, form, change):
         if change:

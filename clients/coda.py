@@ -11,10 +11,15 @@ A CODA file is a sequence of 128-character records in windows-1252, one per line
     8     new balance
     9     trailer: record count and debit/credit totals, the file's own checksum
 
-``parse`` treats its input as hostile: it refuses anything that does not follow the
-layout, and cross-checks the trailer and the balances so that a truncated or edited file
-is refused rather than half-imported. ``write`` produces files that ``parse`` accepts;
-the demo data generator uses it.
+A bank's export commonly holds several statements one after the other (each from its
+header 0 to its trailer 9, for one or several accounts). The trailer's "multiple file"
+code is not relied upon: real exports write 1 on every trailer, the last one included, so
+a statement simply ends at its trailer and the next starts at the following header.
+
+``parse_statements`` treats its input as hostile: it refuses anything that does not follow
+the layout, and cross-checks each trailer and the balances so that a truncated or edited
+file is refused rather than half-imported. ``write`` produces files that ``parse``
+accepts; the demo data generator uses it.
 
 Field positions below are 1-based and inclusive, exactly as printed in the Febelfin
 standard (CODA 2.6), so that they can be checked against the spec by eye.
@@ -22,7 +27,7 @@ standard (CODA 2.6), so that they can be checked against the spec by eye.
 
 import datetime
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import NoReturn
 
@@ -30,6 +35,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop as N_
 
 from clients.errors import IntakeError, refuse_oversized
+from partnerspace.enterprise import is_valid as is_valid_enterprise_number
 from partnerspace.enterprise import normalize as normalize_enterprise_number
 
 RECORD_LENGTH = 128
@@ -163,18 +169,52 @@ class ParsedStatement:
     total_credit: Decimal
     # The top-level movements (detail number 0000), for whoever wants more than totals.
     movements: tuple[Movement, ...] = field(default=(), compare=False, repr=False)
+    # This statement's own records, as they are in the file (line ends included), and
+    # where they start: a statement of a multi-statement file is stored on its own.
+    data: bytes = field(default=b"", compare=False, repr=False)
+    first_line: int = field(default=1, compare=False)
 
 
 def looks_like_coda(data: bytes) -> bool:
-    """Cheap sniff: the first line is a 128-byte record "0000..." ending in version "2"."""
+    """Cheap sniff: the first line is a 128-byte record "0000..." ending in a version digit
+    (another version than 2 is then refused by name)."""
     first = data[: RECORD_LENGTH + 3].split(b"\n", 1)[0].removesuffix(b"\r")
-    return len(first) == RECORD_LENGTH and first.startswith(b"0000") and first.endswith(b"2")
+    return len(first) == RECORD_LENGTH and first.startswith(b"0000") and first[-1:].isdigit()
 
 
 def parse(data: bytes, *, max_bytes: int | None = None) -> ParsedStatement:
-    """Read one CODA statement; raise ``IntakeError`` listing what is wrong with it."""
+    """Read a file holding exactly one CODA statement."""
+    statements = parse_statements(data, max_bytes=max_bytes)
+    if len(statements) > 1:
+        raise IntakeError(
+            _("Line %(line)s: a second statement starts after the trailer.")
+            % {"line": statements[1].first_line}
+        )
+    return statements[0]
+
+
+def parse_statements(data: bytes, *, max_bytes: int | None = None) -> list[ParsedStatement]:
+    """Every statement of a CODA file, in file order; raise ``IntakeError`` listing what is
+    wrong (with line numbers counted from the start of the file)."""
     refuse_oversized(data, max_bytes)
-    return _Reader(_split_lines(data)).read()
+    lines = _split_lines(data)
+    statements = []
+    for group in _statement_groups(lines):
+        start, end = group[0].start, group[-1].end
+        statement = _Reader(group).read()
+        statements.append(replace(statement, data=data[start:end], first_line=group[0].number))
+    return statements
+
+
+def _statement_groups(lines: list["_Line"]) -> list[list["_Line"]]:
+    """A statement ends at its trailer (9) when a header (0) follows; anything else after a
+    trailer stays with it, for the reader to refuse in place."""
+    groups = [[]]
+    for line in lines:
+        if line.kind == "0" and groups[-1] and groups[-1][-1].kind == "9":
+            groups.append([])
+        groups[-1].append(line)
+    return groups
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -184,6 +224,8 @@ def parse(data: bytes, *, max_bytes: int | None = None) -> ParsedStatement:
 class _Line:
     number: int  # 1-based, as people count lines
     text: str
+    start: int = 0  # byte offsets of the line in the file, its line end included
+    end: int = 0
 
     @property
     def kind(self) -> str:
@@ -221,11 +263,13 @@ def _split_lines(data: bytes) -> list[_Line]:
 
     problems = _Problems()
     lines = []
+    offset = 0
     for number, chunk in enumerate(chunks, start=1):
+        start, offset = offset, min(offset + len(chunk) + 1, len(data))
         chunk = chunk.removesuffix(b"\r")
         line, problem = _read_line(number, chunk)
         if line:
-            lines.append(line)
+            lines.append(replace(line, start=start, end=offset))
             continue
         problems.add(problem)
         if number == 1 and not chunk.startswith(b"0"):
@@ -374,14 +418,6 @@ class _Reader:
             kind = line.kind
             counted += kind in COUNTED_KINDS
             if trailer is not None:
-                if kind == "0":
-                    self.fail_at(
-                        line,
-                        _(
-                            "a second statement starts after the trailer; upload one "
-                            "statement per file."
-                        ),
-                    )
                 self.out_of_place(line, _("nothing may follow the trailer (9)"))
             elif kind == "9":
                 if new is None:
@@ -615,11 +651,17 @@ def _bank_id(header: _Line) -> str:
 
 
 def _enterprise_number(value: str) -> str:
-    """Positions 72-82 hold "0" + the ten-digit enterprise number, or blanks/zeros."""
+    """The holder's enterprise number from positions 72-82, or "" when there is none.
+
+    The standard writes "0" + the ten digits; real files also write a blank instead of
+    that "0", or the ten digits alone on either side of a blank. A value that is not a
+    valid enterprise number (blanks, zeros, another identifier) names no one.
+    """
     value = value.strip()
-    if len(value) == 11 and _DIGITS.fullmatch(value) and value[0] == "0" and value.strip("0"):
-        return value[1:]
-    return ""
+    if not _DIGITS.fullmatch(value) or not 9 <= len(value) <= 11:
+        return ""
+    number = f"{int(value):010d}"
+    return number if is_valid_enterprise_number(number) else ""
 
 
 def _kind_label(kind: str) -> str:
@@ -666,6 +708,7 @@ def write(
     old_balance: Decimal,
     movements: list[Movement],
     statement_date: datetime.date | None = None,
+    multiple_file: str = "2",
 ) -> bytes:
     """A one-statement CODA 2 file (CRLF, windows-1252) that ``parse`` accepts.
 
@@ -674,6 +717,8 @@ def write(
     that does not fit, an invalid structured communication, a character windows-1252
     cannot hold, an amount with more than 3 decimals) raises ``ValueError``.
     ``statement_date`` (the new balance date) defaults to the last booking date.
+    ``multiple_file`` is the trailer's code: "2" for a last (or only) statement, "1" when
+    another follows, as the standard has it (banks often write "1" on every trailer).
     """
     iban = iban.replace(" ", "").upper()
     if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}", iban):
@@ -760,7 +805,7 @@ def write(
                 "record_count": f"{counted:06d}",
                 "debit": _units(debit),
                 "credit": _units(credit),
-                "multiple_file": "2",
+                "multiple_file": multiple_file,
             },
         )
     )

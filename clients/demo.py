@@ -22,7 +22,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from lxml import etree
 
-from clients import coda
+from clients import coda, ubl
 from clients.errors import IntakeError
 from clients.intake import ingest
 from clients.models import Client, Document
@@ -30,7 +30,7 @@ from clients.release import release
 from partnerspace.enterprise import format_enterprise_number
 from partnerspace.models import Membership, Partner
 
-CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
+CUSTOMIZATION_ID = ubl.PEPPOL_BIS_3
 PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
 INVOICE_NS = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 CREDIT_NOTE_NS = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"

@@ -1,15 +1,22 @@
-"""Intake: an untrusted file becomes a Document, or is refused with every reason found.
+"""Intake: an untrusted file becomes Documents, or is refused with every reason found.
 
-A refused file leaves nothing behind: the bytes are written to storage only after parsing
-succeeded, and removed again if the row cannot be saved. A file's size is checked before it
-is read, and never more than the limit plus one byte is read, so an oversized file costs
-neither memory nor the time to read it.
+A file is one invoice, one credit note, or one or more bank statements (a bank's export
+holds several, each stored as a document of its own, with its own bytes). A file is taken
+whole or not at all: the bytes are written to storage only after every document parsed
+and passed its checks, the rows are saved in one transaction, and the bytes are removed
+again if the rows do not make it. A file's size is checked before it is read, and never
+more than the limit plus one byte is read, so an oversized file costs neither memory nor
+the time to read it.
+
+A document already stored for the client is reported as a duplicate of the first copy:
+the same bytes (SHA-256), or the same document in other bytes (``Document.meaning``: a
+statement re-downloaded with other line ends, an invoice exported again).
 """
 
 import hashlib
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -27,23 +34,33 @@ Category = Document.Category
 
 @dataclass(frozen=True)
 class IntakeResult:
-    document: Document
-    created: bool  # False: the same bytes were already stored for this client
+    document: Document  # the stored document; for a duplicate, the first copy
+    created: bool  # False: this document was already stored for the client
+    same_bytes: bool = False  # for a duplicate: identical bytes, not only the same document
 
 
 READ_CHUNK = 1024 * 1024
 
 
 def ingest(client: Client, name: str, data: bytes, *, category: str | None = None):
-    """Store ``data`` for ``client``; ``category`` is inferred when not given."""
+    """Store a file holding one document for ``client``; ``category`` is inferred when not
+    given. A file of several statements goes through :func:`ingest_all`."""
     refuse_oversized(data)
-    return _ingest(client, name, data, hashlib.sha256(data).hexdigest(), category)
+    results = _ingest(client, name, data, hashlib.sha256(data).hexdigest(), category, one=True)
+    return results[0]
+
+
+def ingest_all(target, name: str, data: bytes, *, category: str | None = None):
+    """Every document of the file, for ``target``: a client, or a firm whose client each
+    document names by enterprise number. A list of :class:`IntakeResult`, in file order."""
+    refuse_oversized(data)
+    return _ingest(target, name, data, hashlib.sha256(data).hexdigest(), category)
 
 
 def ingest_file(
-    client: Client, name: str, fileobj, *, size: int | None = None, category: str | None = None
+    target, name: str, fileobj, *, size: int | None = None, category: str | None = None
 ):
-    """Store what the binary ``fileobj`` holds from its current position on.
+    """:func:`ingest_all` for what the binary ``fileobj`` holds from its position on.
 
     ``size`` is what the caller already knows (``stat``, ``upload.size``); without it a
     seekable file is measured by seeking. Either way an oversized file is refused before a
@@ -56,7 +73,7 @@ def ingest_file(
     if size is not None:
         refuse_size(size, limit)
     data, digest = _read_bounded(fileobj, limit)
-    return _ingest(client, name, data, digest, category)
+    return _ingest(target, name, data, digest, category)
 
 
 def _read_bounded(fileobj, limit: int) -> tuple[bytes, str]:
@@ -89,28 +106,125 @@ def _remaining(fileobj) -> int | None:
     return max(end - position, 0)
 
 
-def _ingest(client, name, data, digest, category):
+def _ingest(target, name, data, digest, category, *, one=False):
     if not data:
         raise IntakeError(_("The file is empty."))
     if category is not None and category not in Category.values:
         raise IntakeError(_("Unknown category %(category)s.") % {"category": category})
-
-    existing = Document.objects.filter(client=client, sha256=digest).first()
-    if existing:
-        return IntakeResult(existing, created=False)
-
+    recipient = _Recipient(target)
     if coda.looks_like_coda(data):
-        document = _statement(client, coda.parse(data), category)
+        statements = coda.parse_statements(data)
+        if one and len(statements) > 1:
+            raise IntakeError(
+                _("This file holds %(count)s statements; import it with import_documents.")
+                % {"count": len(statements)}
+            )
+        if len(statements) == 1:  # the file itself, byte for byte
+            statements = [replace(statements[0], data=data)]
+        documents = [
+            (_statement(recipient.for_statement(s), s, category), s.data) for s in statements
+        ]
     elif ubl.looks_like_xml(data):
-        document = _invoice(client, ubl.parse(data), category)
+        parsed = ubl.parse(data)
+        document = _invoice(recipient.for_invoice(parsed), parsed, category)
+        documents = [(document, data)]
     else:
         raise IntakeError(_("This is neither a UBL invoice (XML) nor a CODA bank statement."))
+    for document, content in documents:
+        document.sha256 = digest if content is data else hashlib.sha256(content).hexdigest()
+        document.size = len(content)
+        document.original_name = _clean_name(name)
+        document.status = INITIAL_STATUS[document.category]
+        document.meaning = document.meaning_key()
+    try:
+        return _store(documents)
+    except IntegrityError:
+        # Another import stored one of them meanwhile: now it is found as a duplicate.
+        return _store(documents)
 
-    document.sha256 = digest
-    document.size = len(data)
-    document.original_name = _clean_name(name)
-    document.status = INITIAL_STATUS[document.category]
-    return _store(document, data)
+
+class _Recipient:
+    """Whose document it is: one client (checked against the file), or a firm's client
+    found by the enterprise number the document names (refused when it is not one)."""
+
+    def __init__(self, target):
+        self.client = target if isinstance(target, Client) else None
+        self.partner = target.partner if self.client else target
+
+    def _of_firm(self, numbers: set[str]) -> list[Client]:
+        return list(Client.objects.for_partner(self.partner).filter(enterprise_number__in=numbers))
+
+    def for_statement(self, parsed) -> Client:
+        holder = parsed.enterprise_number
+        where = _statement_place(parsed)
+        if self.client is not None:
+            if holder and holder != self.client.enterprise_number:
+                raise IntakeError(
+                    _(
+                        "The statement of account %(account)s (line %(line)s) belongs to "
+                        "%(holder_name)s, enterprise number %(holder)s, not to %(client)s "
+                        "(%(number)s)."
+                    )
+                    % {
+                        **where,
+                        "holder_name": parsed.holder_name or _("an unnamed holder"),
+                        "holder": format_enterprise_number(holder),
+                        "client": self.client.name,
+                        "number": format_enterprise_number(self.client.enterprise_number),
+                    }
+                )
+            return self.client
+        if not holder:
+            raise IntakeError(
+                _(
+                    "The statement of account %(account)s (line %(line)s) names no enterprise "
+                    "number for its holder %(holder_name)s: import it for one client."
+                )
+                % {**where, "holder_name": parsed.holder_name or _("(unnamed)")}
+            )
+        found = self._of_firm({holder})
+        if not found:
+            raise IntakeError(
+                _(
+                    "The statement of account %(account)s (line %(line)s) belongs to "
+                    "%(holder_name)s, enterprise number %(holder)s, who is not a client of "
+                    "%(firm)s."
+                )
+                % {
+                    **where,
+                    "holder_name": parsed.holder_name or _("an unnamed holder"),
+                    "holder": format_enterprise_number(holder),
+                    "firm": self.partner.name,
+                }
+            )
+        return found[0]
+
+    def for_invoice(self, parsed) -> Client:
+        if self.client is not None:
+            return self.client
+        numbers = set(parsed.supplier.enterprise_numbers | parsed.customer.enterprise_numbers)
+        found = self._of_firm(numbers)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            message = _("Neither %(supplier)s nor %(customer)s is a client of %(firm)s.")
+        else:
+            message = _(
+                "Both %(supplier)s and %(customer)s are clients of %(firm)s: import this "
+                "invoice for one of them."
+            )
+        raise IntakeError(
+            message
+            % {
+                "supplier": _party_numbers(parsed.supplier),
+                "customer": _party_numbers(parsed.customer),
+                "firm": self.partner.name,
+            }
+        )
+
+
+def _statement_place(parsed) -> dict:
+    return {"account": parsed.account or _("(no account)"), "line": parsed.first_line}
 
 
 def _invoice(client, parsed, category):
@@ -187,19 +301,6 @@ def _invoice(client, parsed, category):
 def _statement(client, parsed, category):
     if category not in (None, Category.REPORT):
         raise IntakeError(_("This is a CODA bank statement: it can only be a transaction report."))
-    holder = parsed.enterprise_number
-    if holder and holder != client.enterprise_number:
-        raise IntakeError(
-            _(
-                "This statement belongs to enterprise number %(holder)s, not to %(client)s "
-                "(%(number)s)."
-            )
-            % {
-                "holder": format_enterprise_number(holder),
-                "client": client.name,
-                "number": format_enterprise_number(client.enterprise_number),
-            }
-        )
     return Document(
         client=client,
         category=Category.REPORT,
@@ -225,22 +326,48 @@ def _statement(client, parsed, category):
     )
 
 
-def _store(document, data):
-    """Write the bytes, then the row; undo the bytes if the row does not make it."""
-    document.file.save(document.original_name, ContentFile(data), save=False)
+def _store(documents) -> list[IntakeResult]:
+    """Find what is already stored, then write the rest (``(document, bytes)`` pairs):
+    bytes first, rows in one transaction, bytes removed again if the rows do not make it."""
+    results, new, seen = [], [], {}
+    for document, content in documents:
+        keys = [(document.client_id, "sha256", document.sha256)]
+        if document.meaning:
+            keys.append((document.client_id, "meaning", document.meaning))
+        first = next((seen[key] for key in keys if key in seen), None)  # earlier in the file
+        if first is None:
+            first = _stored_copy(document)
+        if first is not None:
+            same_bytes = first.sha256 == document.sha256
+            results.append(IntakeResult(first, created=False, same_bytes=same_bytes))
+            continue
+        seen.update(dict.fromkeys(keys, document))
+        new.append((document, content))
+        results.append(IntakeResult(document, created=True))
+    written = []
     try:
+        for document, content in new:
+            document.file.save(document.original_name, ContentFile(content), save=False)
+            written.append(document)
         with transaction.atomic():
-            document.save()
-    except IntegrityError:
-        document.file.delete(save=False)
-        existing = Document.objects.filter(client=document.client, sha256=document.sha256).first()
-        if existing is None:
-            raise
-        return IntakeResult(existing, created=False)
+            for document, _content in new:
+                document.save()
     except BaseException:
-        document.file.delete(save=False)
+        for document in written:
+            document.file.delete(save=False)
+        for document, _content in new:
+            document.pk = None
         raise
-    return IntakeResult(document, created=True)
+    return results
+
+
+def _stored_copy(document) -> Document | None:
+    """The client's document with these bytes, or else with this meaning."""
+    stored = Document.objects.filter(client=document.client_id)
+    found = stored.filter(sha256=document.sha256).first()
+    if found is None and document.meaning:
+        found = stored.filter(meaning=document.meaning).first()
+    return found
 
 
 def _clean_name(name: str) -> str:
@@ -250,9 +377,10 @@ def _clean_name(name: str) -> str:
 
 
 def _main_identifier(party) -> str:
-    if party.enterprise_numbers:
-        return sorted(party.enterprise_numbers)[0]
-    return party.vat_number or (party.identifiers[0] if party.identifiers else "")
+    """The enterprise number the party is best known by (``ubl.Party.main_number``), else
+    its VAT number or first identifier as written."""
+    first_written = party.identifiers[0] if party.identifiers else ""
+    return party.main_number or party.vat_number or first_written
 
 
 def _party_numbers(party) -> str:

@@ -1,5 +1,7 @@
 """Client companies of a firm and their documents."""
 
+import hashlib
+
 from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -118,6 +120,8 @@ class Document(models.Model):
     content_type = models.CharField(_("content type"), max_length=100)
     size = models.PositiveIntegerField(_("size in bytes"))
     sha256 = models.CharField(_("SHA-256"), max_length=64)
+    # What makes two files the same document whatever their bytes (see ``meaning_key``).
+    meaning = models.CharField(_("same-document key"), max_length=64, blank=True)
     received_at = models.DateTimeField(_("received at"), auto_now_add=True, db_index=True)
     released_at = models.DateTimeField(_("released at"), null=True, blank=True, db_index=True)
 
@@ -128,7 +132,14 @@ class Document(models.Model):
         verbose_name_plural = _("documents")
         ordering = ["-received_at", "-pk"]
         constraints = [
-            models.UniqueConstraint(fields=["client", "sha256"], name="unique_document_per_client")
+            models.UniqueConstraint(
+                fields=["client", "sha256"], name="unique_document_per_client"
+            ),
+            models.UniqueConstraint(
+                fields=["client", "meaning"],
+                condition=~models.Q(meaning=""),
+                name="unique_document_meaning_per_client",
+            ),
         ]
         indexes = [
             models.Index(fields=["client", "category", "status"]),
@@ -145,3 +156,24 @@ class Document(models.Model):
     @property
     def is_released(self) -> bool:
         return self.released_at is not None
+
+    def meaning_key(self) -> str:
+        return meaning_of(self)
+
+
+def meaning_of(document) -> str:
+    """Two files are one document when this matches, whatever their bytes: a statement by
+    account, sequence number and new-balance date; an invoice or credit note by supplier,
+    kind, number and issue date. "" when a part is unknown."""
+    if not document.number or document.issue_date is None:
+        return ""
+    if document.category == "report":
+        account = "".join(str((document.details or {}).get("account", "")).split()).upper()
+        if not account:
+            return ""
+        parts = ["statement", account]
+    else:
+        name = " ".join(document.supplier_name.split()).casefold()
+        parts = [document.kind, document.supplier_id or "name:" + name]
+    parts += [document.number.strip(), document.issue_date.isoformat()]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()

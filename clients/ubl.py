@@ -4,6 +4,10 @@ Anyone can send us a file, so the parser trusts nothing: the size is checked bef
 parsing, a DOCTYPE is refused outright (no DTD, no entities: no XXE, no billion laughs,
 no external fetches), lxml never touches the network, and every problem found is reported
 at once in one ``IntakeError`` so the sender can fix the file in a single round.
+
+Only the EN 16931 profiles in ``PROFILES`` (plus ``settings.INTAKE_UBL_PROFILES``) are read:
+UBL of another standard can look alike and still mean something else, so it is refused by
+its ``CustomizationID`` alone, before anything else is checked.
 """
 
 import codecs
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.utils.text import get_text_list
 from django.utils.translation import gettext as _
 from lxml import etree
 
@@ -35,6 +40,29 @@ ROOTS = {
     ),
 }
 
+PEPPOL_BIS_3 = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
+UBL_BE = "urn:cen.eu:en16931:2017#conformant#urn:UBL.BE:1.0.0.20180214"
+# CustomizationID -> name: the profiles intake reads; INTAKE_UBL_PROFILES adds to them.
+PROFILES = {PEPPOL_BIS_3: "Peppol BIS Billing 3.0", UBL_BE: "UBL.BE"}
+# Families of refused profiles, named so the sender sees what they sent; first match wins
+# (SimplerInvoicing and Peppol BIS 2 ids extend CEN BII ones, NLCIUS and XRechnung EN 16931).
+_PROFILE_FAMILIES = tuple(
+    (re.compile(pattern, re.IGNORECASE), name)
+    for pattern, name in (
+        (r"simplerinvoicing", "SimplerInvoicing"),
+        (r"nlcius", "NLCIUS"),
+        (r"xrechnung", "XRechnung"),
+        (r"^urn:peppol:pint:", "Peppol PINT"),
+        (r"urn:www\.peppol\.eu:bis:peppol\w+:ver2\.", "Peppol BIS 2"),
+        (r"urn:www\.peppol\.eu:bis:peppol\w+:ver1\.", "Peppol BIS 1"),
+        (r"urn:www\.cenbii\.eu:", "CEN BII"),
+        (r"urn:UBL\.BE:", "UBL.BE"),
+        (r"poacc:selfbilling:", "Peppol BIS Self-Billing"),
+        (r"^urn:cen\.eu:en16931:", "EN 16931"),
+    )
+)
+_UBL_VERSION = re.compile(r"(\d+)\.(\d+)")
+
 # Checked on the raw bytes, before libxml2 sees the DTD at all. A literal "<!DOCTYPE" in a
 # CDATA section is refused too; real invoices never contain one.
 _DOCTYPE_MARKERS = tuple(
@@ -49,7 +77,18 @@ _ENCODING_DECLARATION = re.compile(rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")  # Peppol: YYYY-MM-DD, no time zone
 _AMOUNT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")  # xsd:decimal: no exponent, NaN or inf
 _SEPARATORS = re.compile(r"[\s.\-/]")
-_BELGIAN_SCHEMES = {"0208", "9925"}  # KBO/BCE enterprise number, Belgian VAT number
+# KBO/BCE enterprise number, Belgian VAT number, and 9956: the enterprise number's former
+# Peppol scheme, still found in older documents.
+_BELGIAN_SCHEMES = {"0208", "9925", "9956"}
+# Where a party's main enterprise number is looked for, best first: its Peppol address by
+# enterprise number, its legal registration, its own identifier, its VAT id, any address.
+_MAIN_NUMBER_PATHS = (
+    "cbc:EndpointID[normalize-space(@schemeID)='0208']",
+    "cac:PartyLegalEntity/cbc:CompanyID",
+    "cac:PartyIdentification/cbc:ID",
+    "cac:PartyTaxScheme/cbc:CompanyID",
+    "cbc:EndpointID",
+)
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
     (codecs.BOM_UTF16_LE, "utf-16-le"),
@@ -62,6 +101,7 @@ class Party:
     name: str
     identifiers: tuple[str, ...]  # as written, in document order, without duplicates
     enterprise_numbers: frozenset[str]  # Belgian enterprise numbers, ten digits
+    main_number: str  # the one that names the party (see _MAIN_NUMBER_PATHS), else ""
     vat_number: str  # PartyTaxScheme/CompanyID of the VAT scheme, else ""
 
 
@@ -96,13 +136,23 @@ def looks_like_xml(data: bytes) -> bool:
     return text.lstrip(" \t\r\n").startswith("<")
 
 
+def accepted_profiles() -> dict[str, str]:
+    """CustomizationID -> name of every profile intake reads; the setting's are named by value."""
+    profiles = dict(PROFILES)
+    for value in settings.INTAKE_UBL_PROFILES:
+        if value := value.strip():
+            profiles.setdefault(value, value)
+    return profiles
+
+
 def parse(data: bytes, *, max_bytes: int | None = None) -> ParsedInvoice:
-    """Read a Peppol BIS 3.0 invoice or credit note, or raise ``IntakeError``."""
+    """Read an invoice or credit note of an accepted profile, or raise ``IntakeError``."""
     limit = settings.INTAKE_MAX_BYTES if max_bytes is None else max_bytes
     root = _load(data, limit)
     kind, type_code, line_tag = ROOTS[root.tag]
     reader = _Reader(root)
 
+    _check_profile(root)
     customization_id = reader.required("cbc:CustomizationID")
     profile_id = reader.required("cbc:ProfileID")
     number = reader.required("cbc:ID")
@@ -185,6 +235,52 @@ def _load(data: bytes, limit: int):
             }
         )
     return root
+
+
+def _check_profile(root) -> None:
+    """Refuse, alone, a document of another profile: its other problems would be noise.
+
+    A missing CustomizationID is one problem among the others, except in UBL older than 2.1,
+    which can follow no accepted profile.
+    """
+    found = _text(root.find("cbc:CustomizationID", NS))
+    profiles = accepted_profiles()
+    if found in profiles:
+        return
+    old_ubl = _old_ubl_version(_text(root.find("cbc:UBLVersionID", NS)))
+    if not (found or old_ubl):
+        return
+    accepted = get_text_list(
+        [value if name == value else f"{name} ({value})" for value, name in profiles.items()],
+        _("and"),
+    )
+    if not found:
+        raise IntakeError(
+            _(
+                "This document is %(version)s and names no profile (cbc:CustomizationID); "
+                "the portal accepts %(accepted)s."
+            )
+            % {"version": old_ubl, "accepted": accepted}
+        )
+    family = next((name for pattern, name in _PROFILE_FAMILIES if pattern.search(found)), "")
+    labels = ", ".join(label for label in (family, old_ubl) if label)
+    shown = " ".join(found.split())  # one line, however it was written
+    shown = shown if len(shown) <= 200 else shown[:200] + "…"
+    raise IntakeError(
+        _(
+            "This document follows the profile %(found)s, which the portal does not accept; "
+            "it accepts %(accepted)s."
+        )
+        % {"found": f"{shown} ({labels})" if labels else shown, "accepted": accepted}
+    )
+
+
+def _old_ubl_version(version: str) -> str:
+    """The version, as "UBL 2.0", when older than the UBL 2.1 of every accepted profile."""
+    match = _UBL_VERSION.search(version)
+    if match and (int(match[1]), int(match[2])) < (2, 1):
+        return f"UBL {match[1]}.{match[2]}"
+    return ""
 
 
 def _doctype_refused():
@@ -307,20 +403,33 @@ class _Reader:
             value = _text(node)
             if value and value not in identifiers:
                 identifiers.append(value)
-            if number := _enterprise_number(value, node.get("schemeID", "").strip()):
+            if number := _node_number(node):
                 numbers.add(number)
+        main_number = next(
+            (
+                number
+                for path in _MAIN_NUMBER_PATHS
+                for node in party.xpath(path, namespaces=NS)
+                if (number := _node_number(node))
+            ),
+            "",
+        )
         vat_number = ""
         for scheme in party.findall("cac:PartyTaxScheme", NS):
             if _text(scheme.find("cac:TaxScheme/cbc:ID", NS)).upper() == "VAT":
                 vat_number = _text(scheme.find("cbc:CompanyID", NS))
                 break
-        return Party(name, tuple(identifiers), frozenset(numbers), vat_number)
+        return Party(name, tuple(identifiers), frozenset(numbers), main_number, vat_number)
+
+
+def _node_number(node) -> str:
+    return _enterprise_number(_text(node), node.get("schemeID", "").strip())
 
 
 def _enterprise_number(value: str, scheme: str) -> str:
     """The ten digits when ``value`` is a Belgian enterprise or VAT number, else "".
 
-    Belgian by its scheme (0208, 9925) or its BE prefix; a bare ten-digit id without any
+    Belgian by its scheme (0208, 9925, 9956) or its BE prefix; a bare ten-digit id without any
     scheme counts when it passes the mod-97 check. An id under a foreign scheme never does.
     """
     belgian = scheme in _BELGIAN_SCHEMES or value.upper().startswith("BE")

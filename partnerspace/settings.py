@@ -199,6 +199,8 @@ STORAGES = {
 # Intake limits: untrusted files bigger than this are refused before parsing.
 INTAKE_MAX_BYTES = env.int("INTAKE_MAX_BYTES", default=20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INTAKE_MAX_BYTES + 1024 * 1024
+# CustomizationIDs of UBL profiles accepted on top of clients.ubl.PROFILES.
+INTAKE_UBL_PROFILES = env.list("INTAKE_UBL_PROFILES", default=[])
 
 # Exports (used by the extensions and exports apps).
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])

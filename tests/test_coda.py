@@ -186,7 +186,9 @@ def test_looks_like_coda():
     assert coda.looks_like_coda(encode(REAL, "\n"))
     assert not coda.looks_like_coda(b"")
     assert not coda.looks_like_coda(b'<?xml version="1.0"?><Invoice/>')
-    assert not coda.looks_like_coda(encode([REAL[0][:-1] + "1", *REAL[1:]]))
+    # Another version is CODA all the same: the parser refuses it by name.
+    assert coda.looks_like_coda(encode([REAL[0][:-1] + "1", *REAL[1:]]))
+    assert not coda.looks_like_coda(encode([REAL[0][:-1] + "X", *REAL[1:]]))
     assert not coda.looks_like_coda(encode([REAL[0] + " ", *REAL[1:]]))
 
 
@@ -457,9 +459,95 @@ def test_continuation_without_movement():
     assert "Line 3: record 2.2 is out of place" in message
 
 
-def test_two_statements_in_one_file():
+def test_two_statements_in_one_file_are_refused_where_one_is_expected():
     message = refused(encode(REAL + REAL))
     assert f"Line {TRAILER + 1}: a second statement starts after the trailer" in message
+
+
+# --- a bank's export: several statements, several accounts ---------------------------------
+
+
+def export(newline="\r\n"):
+    """Three statements of two accounts and two holders, "1" on every trailer (as a real
+    export writes it), accents in windows-1252 names."""
+    parts = [
+        statement(MOVEMENTS, sequence_number=41, multiple_file="1"),
+        statement(
+            MOVEMENTS[:2],
+            holder_name="Boulangerie Hélène Dœuf",
+            enterprise_number="0202.239.951",
+            iban="BE71 0961 2345 6769",
+            sequence_number=7,
+            old_balance=D("-250.00"),
+            creation_date=datetime.date(2025, 3, 20),
+            multiple_file="1",
+        ),
+        statement(MOVEMENTS[3:], sequence_number=42, old_balance=D("4379.485"),
+                  multiple_file="1"),
+    ]  # fmt: skip
+    data = b"".join(parts)
+    return data.replace(b"\r\n", newline.encode()), parts
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\n"])
+def test_an_export_of_several_statements_gives_each_with_its_figures(newline):
+    data, parts = export(newline)
+    statements = coda.parse_statements(data)
+    assert [(s.account, s.sequence_number) for s in statements] == [
+        ("BE68539007547034", "041"),
+        ("BE71096123456769", "007"),
+        ("BE68539007547034", "042"),
+    ]
+    first, second, third = statements
+    assert (first.holder_name, first.enterprise_number) == ("Brasserie Dupré", "0403170701")
+    assert (second.holder_name, second.enterprise_number) == (
+        "Boulangerie Hélène Dœuf",
+        "0202239951",
+    )
+    assert (first.old_balance, first.new_balance) == (D("1000.00"), D("4379.485"))
+    assert (second.old_balance, second.new_balance) == (D("-250.00"), D("1129.50"))
+    assert (third.old_balance, third.new_balance) == (D("4379.485"), D("6379.485"))
+    assert [s.movement_count for s in statements] == [4, 2, 1]
+    assert [s.first_line for s in statements] == [1, 13, 21]
+    # Each statement's own bytes, which together are the file.
+    assert b"".join(s.data for s in statements) == data
+    assert [s.data for s in statements] == [p.replace(b"\r\n", newline.encode()) for p in parts]
+    assert coda.parse(second.data) == second
+
+
+def test_a_statement_of_an_export_that_does_not_add_up_is_refused_with_its_line():
+    data, _parts = export()
+    lines = data.decode("cp1252").split("\r\n")
+    trailer = 20  # the second statement's trailer (line 20)
+    assert lines[trailer - 1].startswith("9")
+    lines[trailer - 1] = lines[trailer - 1][:16] + "000099" + lines[trailer - 1][22:]
+    with pytest.raises(IntakeError) as caught:
+        coda.parse_statements("\r\n".join(lines).encode("cp1252"))
+    assert "Line 20: the trailer says 99 records" in "\n".join(caught.value.problems)
+
+
+def test_a_record_after_the_last_trailer_is_still_refused():
+    data, _parts = export()
+    with pytest.raises(IntakeError) as caught:
+        coda.parse_statements(data + REAL[1].encode("cp1252") + b"\r\n")
+    assert "Line 26: record 1 is out of place: nothing may follow the trailer (9)." in (
+        caught.value.problems
+    )
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["00403170701", " 0403170701", "0403170701 ", "  403170701"],
+    ids=["standard", "leading-blank", "no-leading-zero", "nine-digits"],
+)
+def test_the_holders_enterprise_number_in_every_layout_of_real_files(written):
+    lines = replaced(REAL, 1, 72, written)
+    assert coda.parse(encode(lines)).enterprise_number == "0403170701"
+
+
+@pytest.mark.parametrize("written", ["00000000000", " " * 11, "00403170702", "ABCDEFGHIJK"])
+def test_no_enterprise_number_where_none_is_written(written):
+    assert coda.parse(encode(replaced(REAL, 1, 72, written))).enterprise_number == ""
 
 
 def test_unknown_record_type():

@@ -120,7 +120,9 @@ def test_forced_category_must_match_the_parties(client_company):
 
 def test_statement_of_another_holder_is_refused(client_company):
     other = demo.demo_clients()[1]
-    with pytest.raises(IntakeError, match="belongs to enterprise number"):
+    with pytest.raises(
+        IntakeError, match=r"account BE\d+ \(line 1\) belongs to .*, enterprise number"
+    ):
         ingest(client_company, "s.cod", statement(holder=other))
 
 
@@ -351,7 +353,8 @@ def test_a_stream_of_unknown_length_is_hashed_as_read_and_cut_at_the_limit(
     client_company, settings
 ):
     data = purchase()
-    document = ingest_file(client_company, "ap.xml", Stream(data)).document
+    (result,) = ingest_file(client_company, "ap.xml", Stream(data))
+    document = result.document
     assert document.sha256 == hashlib.sha256(data).hexdigest()
     with document.file.open("rb") as stored:
         assert stored.read() == data
@@ -381,3 +384,195 @@ def test_release_documents_selects_and_releases(client_company, capsys):
 
 def test_coda_writer_output_is_a_statement_for_intake():
     assert coda.looks_like_coda(statement())
+
+
+# --- a bank's export of several statements; duplicates by meaning -----------------------
+
+OTHER = demo.demo_clients()[1]
+
+
+def bank_export(*holders, newline=b"\r\n"):
+    """One statement per holder in turn (sequence 1, 2, ...), "1" on every trailer."""
+    parts = []
+    for sequence, holder in enumerate(holders, start=1):
+        data = demo.statement_coda(
+            holder=holder,
+            sequence_number=sequence,
+            creation_date=DAY,
+            old_balance=Decimal("100.00") * sequence,
+        )
+        parts.append(data[:-3] + b"1\r\n")  # the trailer's multiple-file code
+    return b"".join(parts).replace(b"\r\n", newline)
+
+
+def test_an_export_becomes_one_document_per_statement(client_company, tmp_path, capsys):
+    data = bank_export(CUSTOMER, CUSTOMER, CUSTOMER)
+    path = tmp_path / "export 2026-10.cod"
+    path.write_bytes(data)
+    code, out, err = run_import(capsys, str(path), "--client", CUSTOMER.enterprise_number)
+    assert (code, err) == (0, "")
+    lines = [line for line in out.splitlines() if line.startswith("imported: ")]
+    assert [line.split(" [")[1][:3] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert all(f"Statement 00{n} of {CUSTOMER.iban}" in lines[n - 1] for n in (1, 2, 3))
+    statements = coda.parse_statements(data)
+    documents = Document.objects.order_by("number")
+    assert [d.number for d in documents] == ["001", "002", "003"]
+    for document, parsed in zip(documents, statements, strict=True):
+        assert document.original_name == "export 2026-10.cod"
+        assert document.file.read() == parsed.data  # the statement's own bytes
+        assert document.details["old_balance"] == str(parsed.old_balance)
+        assert document.details["new_balance"] == str(parsed.new_balance)
+        assert document.details["movement_count"] == parsed.movement_count
+        assert document.sha256 == hashlib.sha256(parsed.data).hexdigest()
+
+
+def test_a_statement_of_another_holder_refuses_the_whole_export(
+    client_company, tmp_path, capsys, settings
+):
+    path = tmp_path / "export.cod"
+    path.write_bytes(bank_export(CUSTOMER, OTHER, CUSTOMER))
+    code, out, err = run_import(capsys, str(path), "--client", CUSTOMER.enterprise_number)
+    assert code == 1
+    assert f"account {OTHER.iban} (line " in err
+    assert f"belongs to {OTHER.name}, enterprise number" in err
+    assert format_enterprise_number(OTHER.enterprise_number) in err
+    assert "1 files: 0 imported, 0 duplicate, 1 rejected" in out
+    assert Document.objects.count() == 0
+    assert stored_files(settings) == []
+
+
+def test_a_firm_imports_a_multi_client_export(
+    client_company, make_client, tmp_path, capsys, settings
+):
+    partner = client_company.partner
+    other = make_client(partner, OTHER.name, enterprise_number=OTHER.enterprise_number)
+    (tmp_path / "export.cod").write_bytes(bank_export(CUSTOMER, OTHER, CUSTOMER))
+    (tmp_path / "ap.xml").write_bytes(purchase())
+    code, out, err = run_import(capsys, str(tmp_path), "--partner", partner.enterprise_number)
+    assert (code, err) == (0, "")
+    assert f"for {OTHER.name}" in out and f"for {CUSTOMER.name}" in out
+    assert "2 files: 4 imported, 0 duplicate, 0 rejected" in out
+    assert client_company.documents.count() == 3  # two statements and the invoice
+    assert list(other.documents.values_list("number", flat=True)) == ["002"]
+
+    stranger = demo.demo_clients()[2]
+    (tmp_path / "stranger.cod").write_bytes(bank_export(stranger))
+    code, _out, err = run_import(
+        capsys, str(tmp_path / "stranger.cod"), "--partner", partner.enterprise_number
+    )
+    assert code == 1
+    assert f"who is not a client of {partner.name}" in err
+
+
+def test_byte_different_copies_of_a_statement_are_duplicates(client_company, tmp_path, capsys):
+    (tmp_path / "export.cod").write_bytes(bank_export(CUSTOMER, CUSTOMER))
+    run_import(capsys, str(tmp_path / "export.cod"), "--client", CUSTOMER.enterprise_number)
+    first = Document.objects.get(number="002")
+    # Re-downloaded alone, with other line ends: the same statement in other bytes.
+    again = coda.parse_statements(bank_export(CUSTOMER, CUSTOMER, newline=b"\n"))[1].data
+    assert again != first.file.read()
+    (tmp_path / "again.cod").write_bytes(again)
+    code, out, _ = run_import(
+        capsys, str(tmp_path / "again.cod"), "--client", CUSTOMER.enterprise_number
+    )
+    assert code == 0
+    assert (
+        f"duplicate: {tmp_path / 'again.cod'}: Statement 002 of {CUSTOMER.iban}: the same "
+        f"document as the one imported from export.cod on "
+    ) in out
+    assert f"(document {first.pk})" in out
+    assert Document.objects.count() == 2
+
+
+def test_byte_different_copies_of_an_invoice_are_duplicates(client_company):
+    data = purchase("AP-9")
+    first = ingest(client_company, "ap.xml", data)
+    # Exported again: other line ends and a comment.
+    reformatted = data.replace(b"\n", b"\r\n").replace(b"?>", b"?>\n<!-- again -->", 1)
+    assert reformatted != data
+    again = ingest(client_company, "ap (1).xml", reformatted)
+    assert again.created is False and again.same_bytes is False
+    assert again.document == first.document
+    same = ingest(client_company, "ap (2).xml", data)
+    assert same.created is False and same.same_bytes is True
+    # Another number, or another kind with the same number, is another document.
+    assert ingest(client_company, "ap-10.xml", purchase("AP-10")).created
+    credit = demo.invoice_xml(
+        number="AP-9", issue_date=DAY, supplier=SUPPLIER, customer=CUSTOMER,
+        credit_note_for="AP-8",
+    )  # fmt: skip
+    assert ingest(client_company, "cn.xml", credit).created
+    assert Document.objects.count() == 3
+
+
+def test_a_statement_repeated_within_one_export_is_stored_once(client_company):
+    single = demo.statement_coda(
+        holder=CUSTOMER, sequence_number=5, creation_date=DAY, old_balance=Decimal("1")
+    )
+    from clients.intake import ingest_all
+
+    results = ingest_all(client_company, "twice.cod", single + single.replace(b"\r\n", b"\n"))
+    assert [r.created for r in results] == [True, False]
+    assert results[1].document == results[0].document
+    assert Document.objects.count() == 1
+
+
+def test_credit_notes_are_printed_as_credit_notes(client_company, tmp_path, capsys):
+    credit = demo.invoice_xml(
+        number="CN-7", issue_date=DAY, supplier=CUSTOMER, customer=SUPPLIER,
+        credit_note_for="AR-1",
+    )  # fmt: skip
+    (tmp_path / "cn.xml").write_bytes(credit)
+    _code, out, _ = run_import(capsys, str(tmp_path), "--client", CUSTOMER.enterprise_number)
+    assert f"imported: {tmp_path / 'cn.xml'}: Credit note CN-7" in out
+    assert Document.objects.get().category == "sales"
+
+
+def test_an_export_through_the_admin_upload(client_company, django_user_model, client):
+    admin = django_user_model.objects.create_superuser("root", "r@example.com", "root-pw")
+    client.force_login(admin)
+    upload = SimpleUploadedFile("export.cod", bank_export(CUSTOMER, CUSTOMER))
+    response = client.post(
+        "/admin/clients/document/add/",
+        {"client": client_company.pk, "upload": upload, "category_choice": ""},
+        follow=True,
+    )
+    assert "The file held 2 statements." in response.content.decode()
+    assert Document.objects.count() == 2
+
+
+def test_another_coda_version_is_refused_by_name(client_company):
+    data = demo.statement_coda(
+        holder=CUSTOMER, sequence_number=5, creation_date=DAY, old_balance=Decimal("1")
+    )
+    version_1 = data[:127] + b"1" + data[128:]
+    with pytest.raises(IntakeError, match="CODA version '1' is not supported"):
+        ingest(client_company, "old.cod", version_1)
+
+
+def test_the_supplier_is_shown_by_its_endpoint_number(client_company):
+    """A supplier in a VAT group: its VAT id is the group's number, its endpoint its own."""
+    group = "0403170701"  # sorts before the supplier's own number
+    data = purchase("AP-11").replace(
+        f"<cbc:CompanyID>{SUPPLIER.vat_number}</cbc:CompanyID>".encode(),
+        f"<cbc:CompanyID>BE{group}</cbc:CompanyID>".encode(),
+    )
+    assert f"BE{group}".encode() in data
+    document = ingest(client_company, "ap.xml", data).document
+    assert document.supplier_id == SUPPLIER.enterprise_number
+
+
+def test_a_statement_without_a_sequence_number_is_compared_by_its_bytes(client_company):
+    """No sequence number, no meaning to compare: only identical bytes are the same."""
+    from clients.intake import ingest_all
+
+    lines = demo.statement_coda(
+        holder=CUSTOMER, sequence_number=5, creation_date=DAY, old_balance=Decimal("1")
+    ).split(b"\r\n")
+    lines[1] = lines[1][:2] + b"   " + lines[1][5:]  # record 1, positions 3-5
+    single = b"\r\n".join(lines)
+    results = ingest_all(client_company, "twice.cod", single + single)
+    assert results[0].created and results[0].document.meaning == ""
+    assert not results[1].created and results[1].same_bytes
+    assert results[1].document == results[0].document
+    assert Document.objects.count() == 1

@@ -6,6 +6,7 @@ The hostile and broken files are made from invoices the project generates itself
 """
 
 import contextlib
+import copy
 import datetime
 import random
 import socket
@@ -100,7 +101,7 @@ def test_generated_invoice_values():
     assert parsed.due_date == datetime.date(2025, 3, 2)
     assert parsed.type_code == "380"
     assert parsed.currency == "EUR"
-    assert parsed.customization_id == demo.CUSTOMIZATION_ID
+    assert parsed.customization_id == ubl.PEPPOL_BIS_3
     assert parsed.profile_id == demo.PROFILE_ID
     assert parsed.buyer_reference == "PO-4711"
     assert parsed.total_without_tax == Decimal("1325.00")
@@ -112,15 +113,18 @@ def test_generated_invoice_values():
         name=SUPPLIER.name,
         identifiers=(SUPPLIER.enterprise_number, SUPPLIER.vat_number),
         enterprise_numbers=frozenset({SUPPLIER.enterprise_number}),
+        main_number=SUPPLIER.enterprise_number,
         vat_number=SUPPLIER.vat_number,
     )
     assert parsed.customer.name == CUSTOMER.name
     assert parsed.customer.enterprise_numbers == {CUSTOMER.enterprise_number}
+    assert parsed.customer.main_number == CUSTOMER.enterprise_number
 
 
 def test_generated_credit_note_values():
     parsed = ubl.parse(CREDIT_NOTE)
     assert parsed.kind == "credit_note"
+    assert parsed.customization_id == ubl.PEPPOL_BIS_3
     assert parsed.type_code == "381"
     assert parsed.number == "CN-2025-0001"
     assert parsed.line_count == 2
@@ -182,9 +186,11 @@ def test_belgian_parties_get_their_enterprise_numbers():
     parsed = ubl.parse(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
     assert parsed.supplier.enterprise_numbers == {"0403170701", "0202239951"}
+    assert parsed.supplier.main_number == "0403170701"  # the endpoint, not the smaller VAT
     assert parsed.supplier.vat_number == "BE 0202.239.951"
     assert parsed.supplier.identifiers == ("0403.170.701", "BE 0202.239.951", "GB983294")
     assert parsed.customer.enterprise_numbers == {"0417497106"}
+    assert parsed.customer.main_number == "0417497106"
     assert parsed.customer.identifiers == (
         "7300010000001", "0417497106", "0417497107", "0123456749", "SE4598375937",
         "39937423947",
@@ -203,6 +209,277 @@ def test_declared_latin1_is_read_as_latin1():
 
 def test_generated_invoices_look_like_xml():
     assert ubl.looks_like_xml(INVOICE) and ubl.looks_like_xml(CREDIT_NOTE)
+
+
+# -- profiles -----------------------------------------------------------------------------
+
+ACCEPTED = f"Peppol BIS Billing 3.0 ({ubl.PEPPOL_BIS_3}) and UBL.BE ({ubl.UBL_BE})"
+
+
+def with_profile(data: bytes, customization_id: str | None, ubl_version: str | None = None):
+    """The document with this CustomizationID (None: without one) and UBLVersionID."""
+    root = etree.fromstring(data)
+    node = found(root, "cbc:CustomizationID")
+    if ubl_version is not None:
+        node.addprevious(element("cbc:UBLVersionID", ubl_version))
+    if customization_id is None:
+        root.remove(node)
+    else:
+        node.text = customization_id
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def broken(data: bytes) -> bytes:
+    """Two problems that an accepted profile reports: refusals that list nothing else prove
+    the profile was checked alone."""
+    data = replaced(data, "<cbc:IssueDate>", "<cbc:IssueDate>not a date ")
+    return without(data, "cac:LegalMonetaryTotal")
+
+
+def test_broken_has_two_problems_under_an_accepted_profile():
+    assert len(refused(broken(INVOICE))) == 2
+
+
+@pytest.mark.parametrize(
+    ("document", "customization_id", "family"),
+    [
+        (
+            INVOICE,
+            "urn:www.cenbii.eu:transaction:biitrns010:ver2.0:extended:"
+            "urn:www.peppol.eu:bis:peppol4a:ver2.0",
+            "Peppol BIS 2",
+        ),
+        (
+            CREDIT_NOTE,
+            "urn:www.cenbii.eu:transaction:biitrns014:ver2.0:extended:"
+            "urn:www.peppol.eu:bis:peppol5a:ver2.0",
+            "Peppol BIS 2",
+        ),
+        (
+            INVOICE,
+            "urn:www.cenbii.eu:transaction:biicoretrdm010:ver1.0:"
+            "#urn:www.peppol.eu:bis:peppol4a:ver1.0",
+            "Peppol BIS 1",
+        ),
+        (INVOICE, "urn:www.cenbii.eu:transaction:biitrns010:ver2.0", "CEN BII"),
+        (
+            INVOICE,
+            "urn:www.cenbii.eu:transaction:biitrns010:ver2.0:extended:"
+            "urn:www.peppol.eu:bis:peppol4a:ver2.0:extended:"
+            "urn:www.simplerinvoicing.org:si:si-ubl:ver1.1.x",
+            "SimplerInvoicing",
+        ),
+        (
+            INVOICE,
+            "urn:cen.eu:en16931:2017#compliant#urn:fdc:nen.nl:nlcius:v1.0",
+            "NLCIUS",
+        ),
+        (INVOICE, "urn:peppol:pint:billing-1@jp-1", "Peppol PINT"),
+        (
+            INVOICE,
+            "urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0",
+            "XRechnung",
+        ),
+        (
+            INVOICE,
+            "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:selfbilling:3.0",
+            "Peppol BIS Self-Billing",
+        ),
+        (INVOICE, "urn:cen.eu:en16931:2017", "EN 16931"),
+        # Another version of UBL.BE, and the right one in the wrong case: compared exactly.
+        (INVOICE, "urn:cen.eu:en16931:2017#conformant#urn:UBL.BE:1.0.0.20170613", "UBL.BE"),
+        (INVOICE, ubl.UBL_BE.lower(), "UBL.BE"),
+    ],
+    ids=[
+        "peppol-bis-2",
+        "peppol-bis-2-credit-note",
+        "peppol-bis-1",
+        "cen-bii",
+        "simplerinvoicing",
+        "nlcius",
+        "pint",
+        "xrechnung",
+        "self-billing",
+        "en16931-alone",
+        "ubl-be-other-version",
+        "ubl-be-other-case",
+    ],
+)
+def test_another_profile_is_refused_naming_it_and_nothing_else(document, customization_id, family):
+    problems = refused(with_profile(broken(document), customization_id))
+
+    assert problems == [
+        f"This document follows the profile {customization_id} ({family}), which the portal "
+        f"does not accept; it accepts {ACCEPTED}."
+    ]
+
+
+def test_dian_like_invoice_is_refused_for_its_profile_alone():
+    # A Colombian DIAN invoice template: its CustomizationID is an operation type, and a
+    # number that was never filled in.
+    data = with_profile(INVOICE, "10", ubl_version="UBL 2.1")
+    data = replaced(data, "<cbc:ID>FV-2025-0001<", "<cbc:ID>normalizedString<")
+    data = replaced(data, "<cbc:IssueDate>2025-01-31<", "<cbc:IssueDate>normalizedString<")
+
+    assert refused(data) == [
+        f"This document follows the profile 10, which the portal does not accept; "
+        f"it accepts {ACCEPTED}."
+    ]
+
+
+def test_ubl_20_invoice_is_refused_with_its_version():
+    # Old Belgian e-FFF invoices: UBL 2.0 with a profile of their own, or none at all.
+    data = with_profile(broken(INVOICE), "1.0", ubl_version="2.0")
+    assert refused(data) == [
+        f"This document follows the profile 1.0 (UBL 2.0), which the portal does not "
+        f"accept; it accepts {ACCEPTED}."
+    ]
+
+    data = with_profile(broken(INVOICE), None, ubl_version=" 2.0 ")
+    assert refused(data) == [
+        "This document is UBL 2.0 and names no profile (cbc:CustomizationID); "
+        f"the portal accepts {ACCEPTED}."
+    ]
+
+
+def test_ubl_20_with_an_accepted_profile_is_judged_by_its_profile():
+    data = with_profile(INVOICE, ubl.PEPPOL_BIS_3, ubl_version="2.0")
+    assert ubl.parse(data).number == "FV-2025-0001"
+
+
+def test_missing_profile_in_ubl_21_is_one_problem_among_the_others():
+    data = with_profile(broken(INVOICE), None, ubl_version="2.1")
+    assert refused(data) == [
+        "cbc:CustomizationID is missing",
+        "cbc:IssueDate is not a date (YYYY-MM-DD): 'not a date 2025-01-31'",
+        "cac:LegalMonetaryTotal is missing",
+    ]
+
+
+@pytest.mark.parametrize("document", [INVOICE, CREDIT_NOTE], ids=["invoice", "credit note"])
+def test_ubl_be_is_accepted(document):
+    assert ubl.parse(with_profile(document, ubl.UBL_BE)).customization_id == ubl.UBL_BE
+
+
+def test_surrounding_whitespace_is_ignored():
+    data = with_profile(INVOICE, f"\n    {ubl.PEPPOL_BIS_3}\t\n", ubl_version="2.1")
+    assert ubl.parse(data).customization_id == ubl.PEPPOL_BIS_3
+
+
+def test_profile_added_by_the_setting_is_accepted_and_named_in_refusals(settings):
+    extra = "urn:cen.eu:en16931:2017#compliant#urn:fdc:nen.nl:nlcius:v1.0"
+    settings.INTAKE_UBL_PROFILES = [f" {extra} ", ""]
+
+    assert ubl.accepted_profiles() == {
+        ubl.PEPPOL_BIS_3: "Peppol BIS Billing 3.0",
+        ubl.UBL_BE: "UBL.BE",
+        extra: extra,
+    }
+    assert ubl.parse(with_profile(INVOICE, extra)).customization_id == extra
+    (problem,) = refused(with_profile(INVOICE, "urn:peppol:pint:billing-1"))
+    assert problem.endswith(
+        f"it accepts Peppol BIS Billing 3.0 ({ubl.PEPPOL_BIS_3}), UBL.BE ({ubl.UBL_BE}) "
+        f"and {extra}."
+    )
+
+
+def test_setting_cannot_rename_an_accepted_profile(settings):
+    settings.INTAKE_UBL_PROFILES = [ubl.UBL_BE]
+    assert ubl.accepted_profiles()[ubl.UBL_BE] == "UBL.BE"
+
+
+def test_hostile_profile_is_shown_on_one_line_and_shortened():
+    value = "urn:www.cenbii.eu:\n" + "x" * 5000
+    (problem,) = refused(with_profile(INVOICE, value))
+    assert problem.startswith("This document follows the profile urn:www.cenbii.eu: xxx")
+    assert "\n" not in problem
+    assert "x" * 200 not in problem and "… (CEN BII)" in problem
+
+
+# -- the party's main enterprise number ---------------------------------------------------
+
+
+def enterprise(first_eight: str) -> str:
+    """A valid enterprise number starting with these eight digits."""
+    return f"{first_eight}{97 - int(first_eight) % 97:02d}"
+
+
+A, B, C, D, E = (enterprise(f"0{digit}000001") for digit in (8, 7, 6, 2, 5))
+
+
+def endpoint(value: str, scheme: str):
+    return element("cbc:EndpointID", value, schemeID=scheme)
+
+
+def legal_entity(value: str):
+    node = element("cac:PartyLegalEntity")
+    node.append(element("cbc:RegistrationName", SUPPLIER.name))
+    node.append(element("cbc:CompanyID", value))
+    return node
+
+
+def identification(value: str):
+    node = element("cac:PartyIdentification")
+    node.append(element("cbc:ID", value))
+    return node
+
+
+def vat(value: str):
+    node = element("cac:PartyTaxScheme")
+    node.append(element("cbc:CompanyID", value))
+    scheme = element("cac:TaxScheme")
+    scheme.append(element("cbc:ID", "VAT"))
+    node.append(scheme)
+    return node
+
+
+def supplier_with(*nodes) -> ubl.Party:
+    """The supplier parsed with these identifying elements only, in this document order."""
+    root = etree.fromstring(INVOICE)
+    party = found(root, "cac:AccountingSupplierParty/cac:Party")
+    for path in ("cbc:EndpointID", "cac:PartyTaxScheme", "cac:PartyLegalEntity"):
+        party.remove(found(party, path))
+    for node in reversed(nodes):
+        party.insert(0, copy.deepcopy(node))  # parameters stay intact for another run
+    return ubl.parse(etree.tostring(root)).supplier
+
+
+def test_main_number_is_the_0208_endpoint_even_after_a_smaller_vat_number():
+    party = supplier_with(vat(f"BE{D}"), identification(C), legal_entity(B), endpoint(A, "0208"))
+    assert party.main_number == A
+    assert party.enterprise_numbers == {A, B, C, D}
+    assert party.identifiers == (f"BE{D}", C, B, A)  # still in document order
+
+
+@pytest.mark.parametrize(
+    ("nodes", "expected"),
+    [
+        # Another endpoint comes last: legal entity, party identification and VAT beat it.
+        ((endpoint(E, "9925"), vat(f"BE{D}"), identification(C), legal_entity(B)), B),
+        ((endpoint(E, "9925"), vat(f"BE{D}"), identification(C)), C),
+        ((endpoint(E, "9925"), vat(f"BE{D}")), D),
+        ((endpoint(f"BE{E}", "9925"),), E),
+        ((endpoint(E, "9956"), vat("NL123456789B01")), E),
+        # A 0208 endpoint that fails the check is skipped, like any other invalid number.
+        ((endpoint("0123456789", "0208"), identification(C)), C),
+        ((vat("NL123456789B01"), endpoint("7300010000001", "0088")), ""),
+    ],
+    ids=["legal entity", "identification", "vat", "9925", "9956", "bad 0208", "none"],
+)
+def test_main_number_order(nodes, expected):
+    party = supplier_with(*nodes)
+    assert party.main_number == expected
+    assert not expected or expected in party.enterprise_numbers
+
+
+def test_old_belgian_scheme_9956_is_an_enterprise_number():
+    # A foreign scheme with the same digits is not: 9956 is recognised by name.
+    assert supplier_with(endpoint(E, "9956")).enterprise_numbers == {E}
+    assert supplier_with(endpoint(E, "9957")).enterprise_numbers == set()
+    node = identification("")
+    found(node, "cbc:ID").text = f"{E[:4]}.{E[4:7]}.{E[7:]}"
+    found(node, "cbc:ID").set("schemeID", " 9956 ")
+    assert supplier_with(node).main_number == E
 
 
 # -- the official examples (only with PEPPOL_EXAMPLES_DIR) --------------------------------
@@ -252,6 +529,7 @@ def test_base_example_values(peppol_examples):
         name="SupplierOfficialName Ltd",
         identifiers=("9482348239847239874", "99887766", "GB1232434", "GB983294"),
         enterprise_numbers=frozenset(),
+        main_number="",
         vat_number="GB1232434",
     )
     assert parsed.customer.name == "Buyer Official Name"

@@ -1,4 +1,5 @@
-"""manage.py import_documents PATH... --client NUMBER [--category ...] [--release]"""
+"""manage.py import_documents PATH... (--client NUMBER | --partner NUMBER) [--category ...]
+[--release]"""
 
 import os
 import sys
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from clients.errors import IntakeError
 from clients.intake import ingest_file
@@ -13,6 +15,7 @@ from clients.models import Client, Document
 from clients.progress import Progress
 from clients.release import release
 from partnerspace.enterprise import clean_enterprise_number
+from partnerspace.models import Partner
 
 # Hidden files and editor leftovers in a folder are not documents.
 SKIPPED_PREFIXES = (".", "~")
@@ -20,19 +23,22 @@ SKIPPED_PREFIXES = (".", "~")
 
 class Command(BaseCommand):
     help = (
-        "Import UBL invoices and CODA statements for one client. Prints one line per file "
-        "(imported, duplicate or rejected with the reason); exits 1 when any file was "
-        "rejected. A rejected file leaves nothing behind."
+        "Import UBL invoices and CODA statements for one client, or for the clients of a "
+        "firm (--partner alone: each document goes to the client whose enterprise number "
+        "it names). Prints one line per document (imported, duplicate) or per file "
+        "(rejected, with the reason); a file of several statements is taken whole or not "
+        "at all. Exits 1 when any file was rejected."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+", help="Files or folders (searched recursively).")
-        parser.add_argument(
-            "--client", required=True, help="The client's enterprise number (any spelling)."
-        )
+        parser.add_argument("--client", help="The client's enterprise number (any spelling).")
         parser.add_argument(
             "--partner",
-            help="The firm's enterprise number, when several firms have this client.",
+            help=(
+                "The firm's enterprise number: with --client, when several firms have this "
+                "client; alone, to import a multi-client export for the firm's clients."
+            ),
         )
         parser.add_argument(
             "--category",
@@ -46,18 +52,26 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        client = self._client(options["client"], options.get("partner"))
+        if options["client"]:
+            target = self._client(options["client"], options.get("partner"))
+        elif options.get("partner"):
+            target = self._partner(options["partner"])
+        else:
+            raise CommandError("Give --client, or --partner to import for the firm's clients.")
+        self.for_firm = not options["client"]
         files = list(self._files(options["paths"]))
         counts = {"imported": 0, "duplicate": 0, "rejected": 0}
         progress = Progress(len(files), stream=sys.stderr, enabled=len(files) >= 50)
         for path in files:
-            outcome, detail = self._import(client, path, options["category"], options["release"])
-            counts[outcome] += 1
-            line = f"{outcome}: {path}" + (f": {detail}" if detail else "")
-            if outcome == "rejected":
-                self.stderr.write(self.style.ERROR(line))
-            else:
-                self.stdout.write(line)
+            for outcome, where, detail in self._import(
+                target, path, options["category"], options["release"]
+            ):
+                counts[outcome] += 1
+                line = f"{outcome}: {path}{where}" + (f": {detail}" if detail else "")
+                if outcome == "rejected":
+                    self.stderr.write(self.style.ERROR(line))
+                else:
+                    self.stdout.write(line)
             progress.step()
         progress.done()
         summary = ", ".join(f"{n} {label}" for label, n in counts.items())
@@ -82,6 +96,16 @@ class Command(BaseCommand):
             )
         return found[0]
 
+    def _partner(self, number):
+        try:
+            number = clean_enterprise_number(number)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        partner = Partner.objects.filter(enterprise_number=number).first()
+        if partner is None:
+            raise CommandError(f"No firm with enterprise number {number}.")
+        return partner
+
     def _files(self, paths):
         for raw in paths:
             path = Path(raw)
@@ -94,20 +118,45 @@ class Command(BaseCommand):
             else:
                 raise CommandError(f"{raw}: no such file or folder.")
 
-    def _import(self, client, path, category, do_release):
+    def _import(self, target, path, category, do_release):
+        """(outcome, where in the file, detail) per document; one line for a refused file."""
         try:
             fileobj = path.open("rb")
         except OSError as exc:
-            return "rejected", exc.strerror or str(exc)
+            return [("rejected", "", exc.strerror or str(exc))]
         # The size on disk is checked before reading: a huge file is refused unread.
         with fileobj:
             size = os.fstat(fileobj.fileno()).st_size
             try:
-                result = ingest_file(client, path.name, fileobj, size=size, category=category)
+                results = ingest_file(target, path.name, fileobj, size=size, category=category)
             except IntakeError as exc:
-                return "rejected", "; ".join(exc.problems)
-        if do_release:
-            release(result.document)
-        document = result.document
-        detail = f"{document.get_category_display()} {document.number}".strip()
-        return ("imported" if result.created else "duplicate"), detail
+                return [("rejected", "", "; ".join(exc.problems))]
+        lines = []
+        for position, result in enumerate(results, start=1):
+            if do_release:
+                release(result.document)
+            where = f" [{position}/{len(results)}]" if len(results) > 1 else ""
+            detail = self._describe(result.document)
+            if result.created:
+                lines.append(("imported", where, detail))
+            else:
+                lines.append(("duplicate", where, self._duplicate(result)))
+        return lines
+
+    def _describe(self, document) -> str:
+        """ "Credit note CN-7", "Statement 012 of BE68…", with the client for a firm."""
+        text = f"{document.get_kind_display()} {document.number}".strip()
+        if document.category == Document.Category.REPORT and document.details.get("account"):
+            text += f" of {document.details['account']}"
+        if self.for_firm:
+            text += f" for {document.client.name}"
+        return text
+
+    def _duplicate(self, result) -> str:
+        first = result.document
+        received = timezone.localtime(first.received_at).strftime("%d/%m/%Y")
+        same = "the same file as" if result.same_bytes else "the same document as"
+        return (
+            f"{self._describe(first)}: {same} the one imported from {first.original_name} "
+            f"on {received} (document {first.pk})"
+        )
