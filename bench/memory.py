@@ -281,7 +281,7 @@ def build(jobs: int, clients: int, document_kb: int, port: int, *, write_files=T
             "username": DEMO_USER,
             "upload_path": "Invoice_import/[external_id]/[invoice_type]/",
             "report_path": "",
-            "output_format": "peppol-bis-3",
+            "format": "peppol-bis-3",
             "known_host_key": {"type": key_type, "key": key, "fingerprint": fingerprint},
         },
         secrets={"password": demo_password()},

@@ -67,16 +67,21 @@ class ExportJobAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Retry the selected failed jobs now"))
     def retry_now(self, request, queryset):
-        self._resend(request, queryset.filter(status__in=["failed", "dead"]))
+        self._resend(request, queryset, queryset.filter(status__in=["failed", "dead"]))
 
     @admin.action(description=_("Re-send the selected delivered or failed jobs"))
     def resend(self, request, queryset):
-        self._resend(request, queryset.filter(status__in=["delivered", "dead", "failed"]))
+        self._resend(
+            request, queryset, queryset.filter(status__in=["delivered", "dead", "failed"])
+        )
 
-    def _resend(self, request, queryset):
+    def _resend(self, request, selected, queryset):
+        """Revive ``queryset``; the destinations of every selected job that waited for a
+        person to fix them (waiting jobs among the selection) are tried again too."""
         # Destinations first: once revived, the jobs no longer match the status filter.
-        integrations = Integration.objects.filter(jobs__in=queryset).select_related("installation")
+        integrations = Integration.objects.filter(jobs__in=selected).select_related("installation")
         destinations = {engine.destination_of(i) for i in integrations.distinct()}
+        resumed = engine.resume({d.installation_id for d in destinations})
         count = engine.revive(queryset)
         transaction.on_commit(lambda: tasks.enqueue(destinations))
         self.message_user(
@@ -84,6 +89,17 @@ class ExportJobAdmin(admin.ModelAdmin):
             ngettext("%(count)d job queued.", "%(count)d jobs queued.", count) % {"count": count},
             messages.SUCCESS,
         )
+        if resumed:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d destination that needed attention is tried again.",
+                    "%(count)d destinations that needed attention are tried again.",
+                    resumed,
+                )
+                % {"count": resumed},
+                messages.SUCCESS,
+            )
 
 
 @admin.register(ExportAttempt)

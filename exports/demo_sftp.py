@@ -265,7 +265,7 @@ def install_demo_extension(partner, clients):
                 "username": DEMO_USER,
                 "upload_path": DEMO_PATH,
                 "report_path": "",
-                "output_format": "peppol-bis-3",
+                "format": "peppol-bis-3",
                 **host_key_pin(key_type, key, fingerprint),
             },
             "secrets": {"password": demo_password()},

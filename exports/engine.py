@@ -30,14 +30,16 @@ from django.utils.translation import gettext as _
 from clients.models import Document
 from exports import slots
 from exports.models import ExportAttempt, ExportJob
-from extensions import paths, registry
+from extensions import formats, paths, registry
 from extensions.connectors.base import (
     ConnectorError,
+    DestinationRefused,
     ExportFile,
     PermanentError,
     ReauthorizationRequired,
     TransientError,
 )
+from extensions.credentials import Credentials
 from extensions.models import Installation, Integration
 
 logger = logging.getLogger(__name__)
@@ -105,15 +107,25 @@ def plan(document: Document) -> set[Destination]:
 
 
 def revive(jobs) -> int:
-    """Make jobs due again from a fresh attempt count (re-send, backfill of dead jobs)."""
+    """Make jobs due again from a fresh attempt count (re-send, backfill of dead jobs),
+    under a new idempotency key: a person asked for it to be taken again."""
     return jobs.exclude(status=Status.RUNNING).update(
         status=Status.PENDING,
         attempts=0,
+        resends=F("resends") + 1,
         next_attempt_at=timezone.now(),
         last_error="",
         claim_token=None,
         lease_until=None,
     )
+
+
+def resume(installation_ids) -> int:
+    """A person says the destination is fixed: installations that needed attention send
+    again (one that needs new credentials waits for them: only a check proves those)."""
+    return Installation.objects.filter(
+        pk__in=installation_ids, status=Installation.Status.ATTENTION
+    ).update(status=Installation.Status.OK, last_error="")
 
 
 def resend(job: ExportJob) -> Destination:
@@ -200,13 +212,26 @@ class Report:
     errors: list[str] = field(default_factory=list)
 
 
-def deliver(destination: Destination, *, limit: int | None = None, help_with=None) -> Report:
+def deliver(
+    destination: Destination,
+    *,
+    limit: int | None = None,
+    help_with=None,
+    requeue=None,
+    clock=time.monotonic,
+) -> Report:
     """Drain a destination's due jobs over one connection, batch after batch.
 
     At most ``installation.connections`` workers deliver to one destination at a time,
     each holding a slot; a worker that sees more work than its batch calls ``help_with``
     (which queues another worker) before it starts sending.
+
+    A drain stops starting files once ``EXPORT_DRAIN_SECONDS`` (read on ``clock``) are
+    spent, below django-q's task timeout, which would kill the worker mid-file: the files
+    in flight are finished and recorded, the rest is given back due, the slot is freed,
+    and ``requeue`` (which queues a new delivery unless one is queued) continues later.
     """
+    budget = _Budget(settings.EXPORT_DRAIN_SECONDS, clock)
     report = Report()
     slots.clear_wake(destination)
     installation = Installation.objects.filter(pk=destination.installation_id).first()
@@ -223,10 +248,33 @@ def deliver(destination: Destination, *, limit: int | None = None, help_with=Non
         if jobs:
             if help_with and _due(destination, timezone.now()).exists():
                 help_with(destination)
-            _drain(installation, destination, _Batch(token, list(jobs)), size, slot, report)
+            batch = _Batch(token, list(jobs))
+            _drain(installation, destination, batch, size, slot, report, budget)
     finally:
         slots.release(slot)
+    if report.stopped == "budget" and requeue is not None:
+        requeue(destination)
     return report
+
+
+class _Budget:
+    """How long a drain may go on starting files; the first file always goes, so every
+    drain makes progress whatever the budget."""
+
+    def __init__(self, seconds: float, clock):
+        self.clock = clock
+        self.until = clock() + seconds
+        self.started = 0  # files this drain started
+
+    def allows_another(self) -> bool:
+        if self.started and self.clock() >= self.until:
+            return False
+        self.started += 1
+        return True
+
+    @property
+    def spent(self) -> bool:
+        return self.clock() >= self.until
 
 
 @dataclass
@@ -246,8 +294,9 @@ class _Batch:
         return self.started.get(job.pk) or timezone.now()
 
 
-def _drain(installation, destination, batch, size, slot, report) -> None:
-    """Send claimed jobs over one connection, claiming the next batch on the same one."""
+def _drain(installation, destination, batch, size, slot, report, budget) -> None:
+    """Send claimed jobs over one connection, claiming the next batch on the same one
+    until nothing is due or the time budget is spent."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
     deliveries = _Deliveries(worker)
     folders: dict = {}  # rendered folders, for every batch of this connection
@@ -261,8 +310,18 @@ def _drain(installation, destination, batch, size, slot, report) -> None:
             with connector.open() as session:
                 while batch.pending:
                     report.batches += 1
-                    _send_batch(session, connector, batch, deliveries, folders, worker, report)
+                    _send_batch(
+                        session, connector, batch, deliveries, folders, worker, report, budget
+                    )
                     deliveries.record()
+                    if budget.spent:
+                        if batch.pending or _due(destination, timezone.now()).exists():
+                            # Not started: given back due, for the delivery queued next.
+                            _release(batch.pending, note="")
+                            report.waiting += len(batch.pending)
+                            batch.pending = []
+                            report.stopped = "budget"
+                        break
                     if not Installation.objects.filter(pk=installation.pk).get().can_export:
                         report.stopped = "inactive"  # switched off meanwhile: the rest waits
                         break
@@ -273,6 +332,12 @@ def _drain(installation, destination, batch, size, slot, report) -> None:
             deliveries.record()  # what reached the server is delivered, whatever came next
     except ReauthorizationRequired as exc:
         _stop_for_a_person(installation, batch.pending, exc, report)
+        return
+    except DestinationRefused as exc:
+        # The destination's own configuration: every document would be refused alike.
+        _stop_for_a_person(
+            installation, batch.pending, exc, report, status=Installation.Status.ATTENTION
+        )
         return
     except TransientError as exc:
         _stop_on_transient(installation, batch, exc, worker, report)
@@ -295,9 +360,10 @@ def _drain(installation, destination, batch, size, slot, report) -> None:
         )
 
 
-def _send_batch(session, connector, batch, deliveries, folders, worker, report) -> None:
+def _send_batch(session, connector, batch, deliveries, folders, worker, report, budget) -> None:
     """Send every pending job of the batch; a delivered job leaves ``pending`` for the
     buffer of deliveries, a refused one is recorded dead; a transient error is raised.
+    Once the budget is spent no file is started: the jobs not started stay ``pending``.
 
     A session with ``send_many`` (SFTP) keeps several files in flight on its one
     connection and reports each as it lands; any other session sends one after another.
@@ -305,6 +371,8 @@ def _send_batch(session, connector, batch, deliveries, folders, worker, report) 
 
     def outgoing():
         for job in list(batch.pending):
+            if not budget.allows_another():
+                return
             batch.started[job.pk] = timezone.now()
             _renew_lease_if_needed(batch.token, job)
             batch.blame = job  # until its file is built: a broken document stops here
@@ -375,11 +443,14 @@ class _Deliveries:
             _record_deliveries(waiting, self.worker)
 
 
-def _stop_for_a_person(installation, pending, exc, report) -> None:
-    _needs_a_person(installation, exc)
+def _stop_for_a_person(
+    installation, pending, exc, report, *, status=Installation.Status.RECONNECT
+) -> None:
+    """The claimed jobs go back untouched (no attempt counted) until a person acts."""
+    Installation.objects.filter(pk=installation.pk).update(status=status, last_error=str(exc))
     _release(pending, note=str(exc))
     report.waiting += len(pending)
-    report.stopped = "reconnect"
+    report.stopped = str(status)
 
 
 def _stop_on_transient(installation, batch, exc, worker, report) -> None:
@@ -414,6 +485,7 @@ class _IntegrationDestination:
         self.pk = installation.pk
         self.settings = {**installation.settings, **integration.client_settings}
         self.secrets = {**installation.secrets, **integration.client_secrets}
+        self.credentials = Credentials(integration, "client_secrets")
 
 
 def build_file(job: ExportJob, connector, folders: dict | None = None) -> ExportFile:
@@ -434,11 +506,15 @@ def build_file(job: ExportJob, connector, folders: dict | None = None) -> Export
                 folders[key] = folder
     with document.file.open("rb") as stored:
         content = stored.read()
+    # The installation's format, applied here only: the stored original is never altered.
+    output = formats.export(
+        formats.chosen(connector, connector.destination.settings), content, document
+    )
     return ExportFile(
-        content=content,
-        filename=paths.file_name(document),
+        content=output.content,
+        filename=output.filename,
         folder=folder,
-        content_type=document.content_type,
+        content_type=output.content_type,
         metadata={
             "document_id": str(document.pk),
             "category": document.category,
@@ -451,7 +527,7 @@ def build_file(job: ExportJob, connector, folders: dict | None = None) -> Export
         },
         client_settings=integration.client_settings,
         client_secrets=integration.client_secrets,
-        idempotency_key=str(job.pk),
+        idempotency_key=job.idempotency_key,
     )
 
 
@@ -565,12 +641,6 @@ def _release(jobs, *, note: str, next_attempt_at=None):
     )
 
 
-def _needs_a_person(installation, exc):
-    Installation.objects.filter(pk=installation.pk).update(
-        status=Installation.Status.RECONNECT, last_error=str(exc)
-    )
-
-
 # --- sweeping -----------------------------------------------------------------------
 
 
@@ -607,7 +677,7 @@ def due_destinations(installation_id: int | None = None) -> set[Destination]:
         jobs.filter(
             Q(installation__active=True)
             & Q(installation__removed_at__isnull=True)
-            & ~Q(installation__status=Installation.Status.RECONNECT)
+            & ~Q(installation__status__in=Installation.WAITING_FOR_A_PERSON)
         )
         .values_list("installation_id", "installation__connector", "integration_id")
         .distinct()

@@ -38,6 +38,9 @@ class ExportJob(models.Model):
     )
     status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    # Times a person sent it again: part of the idempotency key, so that a receiver that
+    # de-duplicates takes a re-send, while automatic retries of one send keep one key.
+    resends = models.PositiveIntegerField(_("re-sends"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
     claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
@@ -71,6 +74,11 @@ class ExportJob(models.Model):
     @property
     def can_resend(self) -> bool:
         return self.status in (self.Status.DELIVERED, self.Status.DEAD)
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same on every attempt of one send; new after each re-send."""
+        return f"{self.pk}-{self.resends}" if self.resends else str(self.pk)
 
 
 class ExportAttempt(models.Model):

@@ -14,7 +14,9 @@ SWEEP_SCHEDULE = "exports: sweep"
 
 def deliver(installation_id: int, integration_id: int | None = None) -> dict:
     report = engine.deliver(
-        engine.Destination(installation_id, integration_id), help_with=lambda d: enqueue([d])
+        engine.Destination(installation_id, integration_id),
+        help_with=lambda d: enqueue([d]),
+        requeue=lambda d: enqueue([d]),  # the budget ran out: the next task goes on
     )
     return {
         "delivered": report.delivered,

@@ -1,12 +1,14 @@
-"""Forms around the connectors' own: naming an installation, choosing document types."""
+"""Forms around the connectors' own: naming an installation, its output format, choosing
+document types."""
 
 from django import forms
 from django.core import signing
 from django.utils.translation import gettext_lazy as _
 
 from clients.models import Document
+from extensions import formats
 
-PIN_SALT = "extensions.host-key-pin"
+CONFIRMATION_SALT = "extensions.confirmation"
 
 
 class InstallationForm(forms.Form):
@@ -26,8 +28,25 @@ class InstallationForm(forms.Form):
         ),
     )
 
-    def __init__(self, *args, terms_url="", **kwargs):
+    def __init__(self, *args, terms_url="", formats_offered=(), **kwargs):
         super().__init__(*args, **kwargs)
+        # The format is the shared code's, not each connector's: a choice only when there is
+        # one to make, else a fact the page states.
+        self.format_fact = ""
+        if len(formats_offered) > 1:
+            self.fields["format"] = forms.ChoiceField(
+                label=_("File format"),
+                choices=[(key, formats.label(key)) for key in formats_offered],
+                initial=formats_offered[0],
+                help_text=_("Transaction reports (CODA) are always sent as they are."),
+                error_messages={
+                    "invalid_choice": _("Choose one of the formats this extension offers.")
+                },
+            )
+        elif formats_offered:
+            self.format_fact = _("Files are sent as %(format)s.") % {
+                "format": formats.label(formats_offered[0])
+            }
         if terms_url:
             self.fields["accept_terms"] = forms.BooleanField(
                 label=_("I accept the terms of this extension"), required=True
@@ -48,13 +67,13 @@ class CategoriesForm(forms.Form):
         ]
 
 
-def sign_pin(pin: dict) -> str:
-    """A host key the user saw and accepted travels back signed, so it cannot be swapped."""
-    return signing.dumps(pin, salt=PIN_SALT)
+def sign_update(update: dict) -> str:
+    """What a person saw and accepted travels back signed, so it cannot be swapped."""
+    return signing.dumps(update, salt=CONFIRMATION_SALT)
 
 
-def unsign_pin(token: str) -> dict | None:
+def unsign_update(token: str) -> dict | None:
     try:
-        return signing.loads(token, salt=PIN_SALT, max_age=3600)
+        return signing.loads(token, salt=CONFIRMATION_SALT, max_age=3600)
     except signing.BadSignature:
         return None

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from clients.models import Client
 from extensions import registry
 from extensions.connectors.base import ReauthorizationRequired
+from extensions.credentials import Credentials
 from extensions.crypto import EncryptedJSONField
 from partnerspace.models import Partner
 from partnerspace.tenancy import TenantQuerySet
@@ -22,11 +23,16 @@ class InstallationQuerySet(TenantQuerySet):
         return self.filter(removed_at__isnull=True)
 
 
+# What the Manage page changes on an installation, besides its secrets.
+CONFIGURATION_FIELDS = ("name", "connections", "settings", "status", "last_error")
+
+
 class Installation(models.Model):
     class Status(models.TextChoices):
         OK = "ok", _("Working")
         FAILING = "failing", _("Failing")
         RECONNECT = "reconnect", _("Reconnect needed")
+        ATTENTION = "attention", _("Needs attention")
 
     partner = models.ForeignKey(
         Partner, on_delete=models.CASCADE, related_name="installations", verbose_name=_("firm")
@@ -87,8 +93,22 @@ class Installation(models.Model):
 
     def set_secrets(self, secrets: dict) -> None:
         """Store ``secrets`` as entered for the destination the settings name now."""
+        before = {} if self.pk is None else self.secrets
+        self.typed_secrets = {k: v for k, v in secrets.items() if before.get(k) != v}
+        self.dropped_secrets = set(before) - set(secrets)
         self.secrets = secrets
         self.secrets_binding = self.connector_class.binding(self.settings)
+
+    def save_configuration(self) -> None:
+        """Save what a person configured. Of the secrets, only what they typed or dropped:
+        a worker may have renewed others since this row was read (``credentials``)."""
+        if self.pk is None:
+            self.save()
+            return
+        self.save(update_fields=[*CONFIGURATION_FIELDS, "secrets_binding", "updated_at"])
+        typed, dropped = getattr(self, "typed_secrets", {}), getattr(self, "dropped_secrets", ())
+        if typed or dropped:
+            self.credentials.save(typed, dropped)
 
     @property
     def secrets_fit_settings(self) -> bool:
@@ -96,6 +116,11 @@ class Installation(models.Model):
         return not self.secrets or self.secrets_binding == self.connector_class.binding(
             self.settings
         )
+
+    @property
+    def credentials(self):
+        """The handle a connector refreshes and saves its secrets through."""
+        return Credentials(self)
 
     def connector_instance(self):
         """The connector, refusing to hand it secrets entered for another destination."""
@@ -112,9 +137,17 @@ class Installation(models.Model):
     def is_installed(self) -> bool:
         return self.removed_at is None
 
+    # Waiting for a person (credentials, or the destination's own configuration): no
+    # worker or sweeper tries until a successful check or a retry sets the status back.
+    WAITING_FOR_A_PERSON = (Status.RECONNECT, Status.ATTENTION)
+
+    @property
+    def needs_a_person(self) -> bool:
+        return self.status in self.WAITING_FOR_A_PERSON
+
     @property
     def can_export(self) -> bool:
-        return self.active and self.is_installed and self.status != self.Status.RECONNECT
+        return self.active and self.is_installed and self.status not in self.WAITING_FOR_A_PERSON
 
 
 class IntegrationQuerySet(TenantQuerySet):

@@ -3,6 +3,7 @@
 Adding a destination is one module under ``connectors/`` and one line here.
 """
 
+from contextlib import contextmanager
 from functools import cache
 
 from django.utils.module_loading import import_string
@@ -29,3 +30,16 @@ def connectors() -> dict[str, type[Connector]]:
 
 def get(key: str) -> type[Connector] | None:
     return connectors().get(key)
+
+
+@contextmanager
+def registered(connector: type[Connector]):
+    """Offer ``connector`` while the block runs (a test's own destination), then forget it."""
+    loaded = connectors()
+    if connector.key in loaded:
+        raise ValueError(f"two connectors share the key {connector.key!r}")
+    loaded[connector.key] = connector
+    try:
+        yield connector
+    finally:
+        del loaded[connector.key]

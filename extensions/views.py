@@ -16,9 +16,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from clients.models import Client
-from extensions import paths, pending, registry, signals
-from extensions.connectors.base import ConnectorError, HostKeyUnknown
-from extensions.forms import CategoriesForm, InstallationForm, sign_pin, unsign_pin
+from extensions import formats, paths, pending, registry, signals
+from extensions.connectors.base import ConfirmationNeeded, ConnectorError
+from extensions.forms import CategoriesForm, InstallationForm, sign_update, unsign_update
 from extensions.models import Installation, Integration
 from partnerspace.tenancy import owner_required, partner_required, require_owner
 
@@ -55,7 +55,7 @@ def _settings_form(connector, data=None, *, installation=None):
     form_class = connector.settings_form
     if form_class is None:
         return None
-    kwargs = {"prefix": "settings"}
+    kwargs = {"prefix": "settings", "connector": connector, "installation": installation}
     if installation is not None:
         kwargs["initial"] = installation.settings
         if installation.pk is not None:
@@ -65,6 +65,21 @@ def _settings_form(connector, data=None, *, installation=None):
                 != installation.secrets_binding
             )
     return form_class(data, **kwargs)
+
+
+def _meta_form(connector, data=None, *, installation=None, terms_url=""):
+    """Name, connections and the output format, which the shared code offers for every
+    connector; a saved or pending installation's values as initial."""
+    initial = {"name": connector.name}
+    if installation is not None:
+        initial = {
+            "name": installation.name,
+            "connections": installation.connections,
+            "format": formats.chosen(connector, installation.settings),
+        }
+    return InstallationForm(
+        data, initial=initial, terms_url=terms_url, formats_offered=connector.formats
+    )
 
 
 def _split(form, stored_secrets=None):
@@ -134,14 +149,12 @@ def configure(request, connector_key):
     connector = _connector_or_404(connector_key)
     if request.method != "POST":
         return redirect("store:install", connector_key=connector.key)
-    if "accept_key" in request.POST:
-        return _accept_key(request, connector)
+    if "confirm" in request.POST:
+        return _confirm(request, connector)
     if "confirmed" in request.POST and "name" not in request.POST:
-        meta_form = InstallationForm(
-            initial={"name": connector.name}, terms_url=connector.terms_url
-        )
+        meta_form = _meta_form(connector, terms_url=connector.terms_url)
         return _render_configure(request, connector, meta_form, _settings_form(connector))
-    meta_form = InstallationForm(request.POST, terms_url=connector.terms_url)
+    meta_form = _meta_form(connector, request.POST, terms_url=connector.terms_url)
     settings_form = _settings_form(connector, request.POST)
     if not meta_form.is_valid() or (settings_form is not None and not settings_form.is_valid()):
         return _render_configure(request, connector, meta_form, settings_form)
@@ -151,7 +164,7 @@ def configure(request, connector_key):
         connector=connector.key,
         name=meta_form.cleaned_data["name"],
         connections=meta_form.cleaned_data["connections"],
-        settings=values,
+        settings=formats.store(connector, values, meta_form.cleaned_data.get("format")),
         installed_by=request.user,
     )
     installation.set_secrets(secrets)
@@ -175,18 +188,18 @@ def _render_configure(
     )
 
 
-def _ask_to_accept_key(request, installation, exc):
-    """The server showed a key we do not trust yet: keep the set-up, show the key."""
+def _ask_to_confirm(request, installation, exc):
+    """The destination showed something a person must accept (a server's key): keep the
+    set-up for this firm, user and installation, and show what is to be accepted."""
     pending.remember(request, installation)
     return render(
         request,
-        "extensions/accept_key.html",
+        "extensions/confirm.html",
         {
             "connector": installation.connector_class,
             "installation": installation,
             "exc": exc,
-            "changed": installation.settings.get("known_host_key") is not None,
-            "pin": sign_pin(exc.pin()),
+            "confirmation": sign_update(exc.update),
         },
     )
 
@@ -195,14 +208,13 @@ def _check_and_save(request, installation, meta_form, settings_form, *, created)
     connector = installation.connector_class
     try:
         result = installation.connector_instance().check()
-    except HostKeyUnknown as exc:
-        return _ask_to_accept_key(request, installation, exc)
+    except ConfirmationNeeded as exc:
+        return _ask_to_confirm(request, installation, exc)
     except ConnectorError as exc:
         if installation.pk is None:
             # Back to the form, with what was typed (secrets must be typed again).
-            meta_form = meta_form or InstallationForm(
-                initial={"name": installation.name, "connections": installation.connections},
-                terms_url=connector.terms_url,
+            meta_form = meta_form or _meta_form(
+                connector, installation=installation, terms_url=connector.terms_url
             )
             if settings_form is None:
                 settings_form = _settings_form(connector, installation=installation)
@@ -213,7 +225,7 @@ def _check_and_save(request, installation, meta_form, settings_form, *, created)
         return _render_manage(request, installation, meta_form, settings_form, error=str(exc))
     installation.status = Installation.Status.OK
     installation.last_error = ""
-    installation.save()
+    installation.save_configuration()
     if created:
         messages.success(request, _("Installation succeeded. %(result)s") % {"result": result})
         return redirect("clients:list")
@@ -222,22 +234,23 @@ def _check_and_save(request, installation, meta_form, settings_form, *, created)
     return redirect(installation)
 
 
-def _accept_key(request, connector, installation=None):
-    """The key was accepted: finish the set-up kept for this firm, user and installation."""
+def _confirm(request, connector, installation=None):
+    """Accepted: finish the set-up kept for this firm, user and installation, with the
+    accepted settings (signed when shown, so they cannot be swapped), and check again."""
     if installation is None:
         installation = Installation(
             partner=request.partner, connector=connector.key, installed_by=request.user
         )
     kept = pending.take(request, installation)
-    pin = unsign_pin(request.POST.get("pin", ""))
-    if kept is None or pin is None:
+    update = unsign_update(request.POST.get("confirmation", ""))
+    if kept is None or update is None:
         messages.error(request, _("This confirmation expired; please try again."))
         if installation.pk is not None:
             return redirect(installation)
         return redirect("store:install", connector_key=connector.key)
     installation.name = kept["name"]
     installation.connections = kept["connections"]
-    installation.settings = {**kept["settings"], **pin}
+    installation.settings = {**kept["settings"], **update}
     installation.set_secrets(kept["secrets"])
     return _check_and_save(request, installation, None, None, created=installation.pk is None)
 
@@ -270,22 +283,23 @@ def manage(request, installation_pk):
     if connector is None:
         raise Http404
     if request.method == "POST":
-        if "accept_key" in request.POST:
-            return _accept_key(request, connector, installation)
-        meta_form = InstallationForm(request.POST, terms_url="")
+        if "confirm" in request.POST:
+            return _confirm(request, connector, installation)
+        meta_form = _meta_form(connector, request.POST)
         settings_form = _settings_form(connector, request.POST, installation=installation)
         if meta_form.is_valid() and (settings_form is None or settings_form.is_valid()):
             values, secrets = _split(settings_form, installation.secrets)
             installation.name = meta_form.cleaned_data["name"]
             installation.connections = meta_form.cleaned_data["connections"]
-            installation.settings = connector.merge_settings(installation.settings, values)
+            installation.settings = formats.store(
+                connector,
+                connector.merge_settings(installation.settings, values),
+                meta_form.cleaned_data.get("format"),
+            )
             installation.set_secrets(secrets)
             return _check_and_save(request, installation, meta_form, settings_form, created=False)
     else:
-        meta_form = InstallationForm(
-            initial={"name": installation.name, "connections": installation.connections},
-            terms_url="",
-        )
+        meta_form = _meta_form(connector, installation=installation)
         settings_form = _settings_form(connector, installation=installation)
     return _render_manage(request, installation, meta_form, settings_form)
 
@@ -300,6 +314,7 @@ def _render_manage(request, installation, meta_form, settings_form, *, error="")
             "meta_form": meta_form,
             "settings_form": settings_form,
             "client_count": installation.integrations.current().filter(active=True).count(),
+            "facts": installation.connector_class(installation).facts(),
             "error": error,
         },
         status=400 if error else 200,
@@ -314,8 +329,8 @@ def test_connection(request, installation_pk):
         return HttpResponseNotAllowed(["POST"])
     try:
         result = installation.connector_instance().check()
-    except HostKeyUnknown as exc:
-        return _ask_to_accept_key(request, installation, exc)
+    except ConfirmationNeeded as exc:
+        return _ask_to_confirm(request, installation, exc)
     except ConnectorError as exc:
         messages.error(request, str(exc))
         return redirect(installation)
@@ -463,7 +478,13 @@ def _integration_form(request, client, installation, integration, *, creating=Fa
     )
     client_form = None
     if form_class is not None:
-        kwargs = {"prefix": "client", "initial": current.client_settings if current else None}
+        kwargs = {
+            "prefix": "client",
+            "initial": current.client_settings if current else None,
+            "connector": connector,
+            "installation": installation,
+            "client": client,
+        }
         if current:
             kwargs["has_stored_secrets"] = {k for k, v in current.client_secrets.items() if v}
         client_form = form_class(data, **kwargs)

@@ -211,6 +211,9 @@ EXPORT_LEASE_SECONDS = env.int("EXPORT_LEASE_SECONDS", default=300)
 EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=12)
 EXPORT_RETRY_BASE_SECONDS = env.int("EXPORT_RETRY_BASE_SECONDS", default=60)
 EXPORT_RETRY_CAP_SECONDS = env.int("EXPORT_RETRY_CAP_SECONDS", default=6 * 3600)
+# How long one delivery task starts files before handing the rest to the next one: below
+# the task timeout, after which django-q kills the worker mid-file.
+EXPORT_DRAIN_SECONDS = env.float("EXPORT_DRAIN_SECONDS", default=0.8 * Q_CLUSTER["timeout"])
 EXPORT_HTTP_TIMEOUT = (
     env.float("EXPORT_HTTP_CONNECT_TIMEOUT", default=10.0),
     env.float("EXPORT_HTTP_READ_TIMEOUT", default=60.0),

@@ -15,6 +15,7 @@ from clients.release import release
 from exports import engine
 from exports.models import ExportAttempt, ExportJob
 from extensions.models import Installation, Integration
+from extensions.paths import file_name
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +32,6 @@ def settings_post(peer, **overrides):
         "settings-passphrase": "",
         "settings-upload_path": "Invoice_import/[external_id]/[invoice_type]/",
         "settings-report_path": "",
-        "settings-output_format": "peppol-bis-3",
     }
     data.update(overrides)
     return data
@@ -56,9 +56,9 @@ def signed_in(client, firm):
 
 def accept_key(client, response, connector="sftp"):
     body = response.content.decode()
-    pin = body.split('name="pin" value="', 1)[1].split('"', 1)[0]
+    pin = body.split('name="confirmation" value="', 1)[1].split('"', 1)[0]
     action = reverse("store:configure", args=[connector])
-    return client.post(action, {"pin": pin, "accept_key": "1"})
+    return client.post(action, {"confirmation": pin, "confirm": "1"})
 
 
 def test_install_with_key_confirmation(signed_in, firm, sftp_server):
@@ -127,9 +127,9 @@ def test_changed_host_key_stops_exports_until_accepted(
 
     manage = signed_in.post(reverse("store:test", args=[installation.pk]))
     assert sftp_server.server.fingerprint in manage.content.decode()
-    pin = manage.content.decode().split('name="pin" value="', 1)[1].split('"', 1)[0]
+    pin = manage.content.decode().split('name="confirmation" value="', 1)[1].split('"', 1)[0]
     saved = signed_in.post(
-        reverse("store:manage", args=[installation.pk]), {"pin": pin, "accept_key": "1"}
+        reverse("store:manage", args=[installation.pk]), {"confirmation": pin, "confirm": "1"}
     )
     assert saved.status_code == 302
     installation.refresh_from_db()
@@ -194,11 +194,13 @@ def test_released_documents_land_once_with_mode_664(
 
     # Re-send from the Documents tab: the same file is replaced, not duplicated.
     job = ExportJob.objects.get(document=documents[0], integration=integration)
+    first_place = job.remote_reference
     url = reverse("exports:resend", args=[client_company.pk, documents[0].pk, job.pk])
     assert signed_in.post(url).status_code == 302
     engine.deliver(engine.Destination(installation.pk))
     job.refresh_from_db()
-    assert (job.status, job.attempts) == ("delivered", 1)
+    assert (job.status, job.attempts, job.resends) == ("delivered", 1, 1)
+    assert job.remote_reference == first_place  # written over in place
     assert len(landed(sftp_server)) == 6
     assert ExportAttempt.objects.filter(job=job).count() == 2
 
@@ -441,3 +443,48 @@ def test_test_connection_says_it_works_and_saves_nothing(signed_in, sftp_server)
     assert (saved.status, saved.last_error) == ("ok", "")  # working again, shown as such
     assert saved.updated_at == installation.updated_at  # the configuration was not saved
     assert saved.settings == installation.settings
+
+
+def test_resend_writes_to_the_same_place_under_a_new_idempotency_key(
+    signed_in, firm, http_peer, make_document
+):
+    """An automatic retry keeps the key, so a receiver that de-duplicates takes one copy;
+    a person's Re-send writes to the same URL and file name under a new key, so that
+    receiver takes it again instead of dropping it as a duplicate."""
+    installation = Installation.objects.create(
+        partner=firm["partner"],
+        connector="http",
+        name="Receiver",
+        settings={
+            "url": f"{http_peer.url}/in",
+            "method": "PUT",
+            "auth": "none",
+            "path_template": "[invoice_type]/",
+        },
+    )
+    client_company = firm["clients"][1]
+    Integration.objects.create(
+        client=client_company, installation=installation, categories=["purchase"]
+    )
+    document = make_document(client_company, Document.Category.PURCHASE)
+    release(document)
+    job = ExportJob.objects.get(document=document, installation=installation)
+    destination = engine.Destination(installation.pk)
+
+    http_peer.respond(503)  # the first attempt fails: retried automatically
+    assert engine.deliver(destination).stopped == "transient"
+    ExportJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+    assert engine.deliver(destination).delivered == 1
+
+    url = reverse("exports:resend", args=[client_company.pk, document.pk, job.pk])
+    assert signed_in.post(url).status_code == 302
+    assert engine.deliver(destination).delivered == 1
+
+    first, retry, resent = http_peer.requests
+    assert first.path == retry.path == resent.path == f"/in/purchases/{file_name(document)}"
+    keys = [request.headers["idempotency-key"] for request in (first, retry, resent)]
+    assert keys[0] == keys[1] == str(job.pk)  # one send, one key, however many attempts
+    assert keys[2] not in keys[:2]  # a person's re-send: a new key
+    assert resent.body == first.body == document.file.open("rb").read()
+    job.refresh_from_db()
+    assert (job.status, job.resends) == ("delivered", 1)

@@ -24,7 +24,6 @@ from pathlib import Path
 import asyncssh
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 from django.db import connections, transaction
 from django.db.models import Count, Q
 from django.urls import reverse
@@ -525,6 +524,35 @@ def test_two_clusters_drain_one_backlog_without_claiming_a_job_twice(
     assert_exactly_once(installation, peer.root, documents)
 
 
+# --- a drain longer than its task may run -----------------------------------------------
+
+
+def test_a_drain_out_of_time_hands_the_rest_to_the_next_task(
+    sftp_server, workers, sweeper, firm, make_client, make_document
+):
+    """A delivery task whose time budget (``EXPORT_DRAIN_SECONDS``) is spent stops starting
+    files, gives the rest back and queues the next task, before django-q's task timeout
+    could kill it mid-file. With no budget at all each task sends one file (the first
+    always goes): 20 documents are 20 tasks, one after the other, one connection each,
+    and every document arrives once."""
+    peer = sftp_server
+    installation = sftp_installation(firm["partner"], peer)
+    documents = backlog(firm, installation, make_client, make_document, documents=20, clients=2)
+    before = peer.server.connections
+    workers(1, Q_WORKERS=1, EXPORT_DRAIN_SECONDS=0)
+
+    release_all(documents)
+    wait_until(
+        lambda: delivered(installation) == len(documents),
+        60,
+        lambda: f"every document, one task each; {summary(installation)}",
+        interval=0.2,
+    )
+    assert peer.server.connections - before == len(documents)
+    assert not attempts_of(installation).exclude(outcome=Outcome.DELIVERED).exists()
+    assert_exactly_once(installation, peer.root, documents)
+
+
 # --- the destination is slow ------------------------------------------------------------
 
 
@@ -682,14 +710,15 @@ def test_full_disk_is_a_transient_error_shown_on_the_integrations_tab(
     assert escape(error) not in integrations_tab(client, firm, company)
 
 
-def test_folder_without_write_permission_is_a_permanent_error_shown_on_the_tab(
+def test_folder_without_write_permission_waits_for_a_person_then_delivers(
     openssh_server, workers, sweeper, firm, make_client, make_document, client
 ):
     """The upload folder belongs to root (mode 755): the SFTP user may not create files
-    in it. Each document fails as **permanent** (“no write permission”): retrying cannot
-    help until a person gives the user its rights, so the jobs stop (dead, no retries
-    hammering the server) and wait for a re-send. The error is on the Integrations tab;
-    after the rights are fixed, ``exports_retry`` (the documented re-send) delivers them."""
+    in it. That is the destination's configuration, not the documents: the installation
+    **needs attention** (“no write permission”), the jobs wait without an attempt counted
+    (none dies, no retry hammers the server, the sweeper leaves it alone), and the
+    Integrations tab and Manage say why. Once a person gives the user its rights, a
+    successful *Test connection* sends what waited."""
     peer = openssh_server
     folder = peer.root / "Invoice_import"
     folder.mkdir(mode=0o755)  # made by root, owned by root
@@ -700,24 +729,32 @@ def test_folder_without_write_permission_is_a_permanent_error_shown_on_the_tab(
 
     release_all(documents)
     wait_until(
-        lambda: jobs_of(installation).filter(status=Status.DEAD).count() == len(documents),
+        lambda: (
+            Installation.objects.get(pk=installation.pk).status == Installation.Status.ATTENTION
+        ),
         30,
-        lambda: f"every job refused for good; {summary(installation)}",
+        lambda: f"the installation to need attention; {summary(installation)}",
     )
     expected = f"no write permission in {peer.home}/Invoice_import"
-    attempts = list(attempts_of(installation))
-    assert len(attempts) == len(documents)  # one try each, no retries
-    assert {(a.outcome, a.error) for a in attempts} == {(Outcome.PERMANENT, expected)}
-    integration = Integration.objects.get(installation=installation)
-    assert integration.last_error == expected
-    assert escape(expected) in integrations_tab(client, firm, company)
+    installation.refresh_from_db()
+    assert installation.last_error == expected
+    runs = sweeper.runs
+    wait_until(lambda: sweeper.runs >= runs + 3, 30, "three sweeps while it needs attention")
+    assert not attempts_of(installation).exists()  # nothing counted, nothing retried
+    assert set(jobs_of(installation).values_list("status", "attempts")) == {(Status.PENDING, 0)}
+    tab = integrations_tab(client, firm, company)
+    assert "Needs attention" in tab and escape(expected) in tab
+    manage = client.get(reverse("store:manage", args=[installation.pk])).content.decode()
+    assert "status-attention" in manage and escape(expected) in manage
     assert not list(folder.iterdir())
 
-    os.chown(folder, peer.uid, peer.uid)  # a person fixes the rights, then re-sends
-    call_command("exports_retry", "--installation", str(installation.pk), stdout=None)
+    os.chown(folder, peer.uid, peer.uid)  # a person fixes the rights, then tests
+    client.post(reverse("store:test", args=[installation.pk]))
+    installation.refresh_from_db()
+    assert (installation.status, installation.last_error) == (Installation.Status.OK, "")
     wait_until(
         lambda: delivered(installation) == len(documents),
         30,
-        lambda: f"delivery after the re-send; {summary(installation)}",
+        lambda: f"delivery after the test connection; {summary(installation)}",
     )
     assert_exactly_once(installation, peer.root, documents, folder=folder)

@@ -142,6 +142,12 @@ def test_revive_makes_dead_jobs_due_again(setup):
     job.refresh_from_db()
     assert (job.status, job.attempts, job.last_error) == ("pending", 0, "")
     assert job.next_attempt_at <= timezone.now()
+    # A person asked again: a new idempotency key, the same file name.
+    connector = job.installation.connector_instance()
+    assert engine.build_file(job, connector).idempotency_key == f"{job.pk}-1"
+    engine.revive(ExportJob.objects.filter(pk=job.pk))
+    job.refresh_from_db()
+    assert engine.build_file(job, connector).idempotency_key == f"{job.pk}-2"
 
 
 def test_sweeper_schedule_exists_once():

@@ -60,7 +60,6 @@ def sftp_installation(partner, peer, **settings):
             "port": peer.port,
             "username": peer.username,
             "upload_path": "in/",
-            "output_format": "peppol-bis-3",
             **peer.pin(),
             **settings,
         },
@@ -80,7 +79,6 @@ def sftp_edit(peer, **overrides):
         "settings-passphrase": "",
         "settings-upload_path": "in/",
         "settings-report_path": "",
-        "settings-output_format": "peppol-bis-3",
     }
     data.update(overrides)
     return data
@@ -289,9 +287,9 @@ def _pending_confirmation(client, installation):
     client.post(reverse("switch_firm"), {"partner": installation.partner_id})
     response = client.post(reverse("store:test", args=[installation.pk]))
     body = response.content.decode()
-    assert 'name="pin"' in body
+    assert 'name="confirmation"' in body
     assert SESSION_KEY in client.session
-    return body.split('name="pin" value="', 1)[1].split('"', 1)[0]
+    return body.split('name="confirmation" value="', 1)[1].split('"', 1)[0]
 
 
 @pytest.fixture
@@ -308,7 +306,9 @@ def test_pending_confirmation_cannot_become_a_new_installation(client, firm, two
     pin = _pending_confirmation(client, installation)
     before = Installation.objects.count()
     response = client.post(
-        reverse("store:configure", args=["sftp"]), {"pin": pin, "accept_key": "1"}, follow=True
+        reverse("store:configure", args=["sftp"]),
+        {"confirmation": pin, "confirm": "1"},
+        follow=True,
     )
     assert "This confirmation expired" in response.content.decode()
     assert Installation.objects.count() == before
@@ -323,7 +323,9 @@ def test_pending_confirmation_does_not_cross_into_another_firm(client, firm, two
     client.post(reverse("switch_firm"), {"partner": second.pk})
     assert not [key for key, _ in client.session.items() if key.startswith(PENDING_PREFIX)]
     response = client.post(
-        reverse("store:configure", args=["sftp"]), {"pin": pin, "accept_key": "1"}, follow=True
+        reverse("store:configure", args=["sftp"]),
+        {"confirmation": pin, "confirm": "1"},
+        follow=True,
     )
     assert "This confirmation expired" in response.content.decode()
     assert not Installation.objects.filter(partner=second).exists()
@@ -331,7 +333,7 @@ def test_pending_confirmation_does_not_cross_into_another_firm(client, firm, two
     own = Installation.objects.create(
         partner=second, connector="sftp", name="B", settings={"host": "b.example"}
     )
-    client.post(reverse("store:manage", args=[own.pk]), {"pin": pin, "accept_key": "1"})
+    client.post(reverse("store:manage", args=[own.pk]), {"confirmation": pin, "confirm": "1"})
     own.refresh_from_db()
     assert own.secrets == {} and own.settings == {"host": "b.example"}
 
@@ -345,7 +347,7 @@ def test_pending_confirmation_of_one_installation_does_not_apply_to_another(
     )
     client.force_login(firm["owner"])
     pin = _pending_confirmation(client, installation)
-    client.post(reverse("store:manage", args=[other.pk]), {"pin": pin, "accept_key": "1"})
+    client.post(reverse("store:manage", args=[other.pk]), {"confirmation": pin, "confirm": "1"})
     other.refresh_from_db()
     assert other.secrets == {} and other.settings == {"host": "other.example"}
     assert SESSION_KEY not in client.session
@@ -356,7 +358,7 @@ def test_the_confirmation_still_works_where_it_was_begun(client, firm, two_firms
     client.force_login(firm["owner"])
     pin = _pending_confirmation(client, installation)
     response = client.post(
-        reverse("store:manage", args=[installation.pk]), {"pin": pin, "accept_key": "1"}
+        reverse("store:manage", args=[installation.pk]), {"confirmation": pin, "confirm": "1"}
     )
     assert response.status_code == 302
     installation.refresh_from_db()

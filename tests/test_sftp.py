@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from extensions.connectors import sftp as sftp_module
 from extensions.connectors.base import (
+    DestinationRefused,
     ExportFile,
     HostKeyChanged,
     HostKeyUnknown,
@@ -278,21 +279,37 @@ def test_folders_made_by_someone_else_are_used(peer):
     assert (peer.root / "Shared" / "Later" / "b.xml").read_bytes() == b"b"
 
 
-def test_no_write_permission_is_permanent_and_names_the_folder(openssh_peer):
+def test_no_write_permission_is_the_destinations_to_fix_and_names_the_folder(openssh_peer):
+    """The folder's rights refuse every document alike: the destination's configuration,
+    for a person to fix there, not a refusal of one document."""
     locked = openssh_peer.root / "locked"
     locked.mkdir()
     os.chown(locked, openssh_peer.uid, -1)
     locked.chmod(0o555)
     with SftpConnector(installation(openssh_peer)).open() as session:
-        with pytest.raises(PermanentError) as caught:
+        with pytest.raises(DestinationRefused) as caught:
             session.send(export("a.xml", b"a", ("locked",)))
         assert str(caught.value) == f"no write permission in {remote(openssh_peer, 'locked')}"
-        with pytest.raises(PermanentError, match=r"no write permission in .*/locked$"):
+        with pytest.raises(DestinationRefused, match=r"no write permission in .*/locked$"):
             session.send(export("b.xml", b"b", ("locked", "sub")))
-        # The batch goes on: the next document has somewhere to go.
-        session.send(export("c.xml", b"c", ("open",)))
     assert listing(locked) == []
-    assert (openssh_peer.root / "open" / "c.xml").read_bytes() == b"c"
+
+
+def test_a_refusal_in_a_pipelined_batch_lets_the_files_in_flight_land_first(openssh_peer):
+    locked = openssh_peer.root / "locked"
+    locked.mkdir()
+    os.chown(locked, openssh_peer.uid, -1)
+    locked.chmod(0o555)
+    files = [("a", ("open",)), ("b", ("locked",)), ("c", ("open",))]
+    with SftpConnector(installation(openssh_peer)).open() as session:
+        outcomes = list(
+            session.send_many((key, export(f"{key}.xml", b"x", folder)) for key, folder in files)
+        )
+    *landed, (refused, error) = outcomes
+    assert sorted(key for key, _receipt in landed) == ["a", "c"]
+    assert refused == "b" and isinstance(error, DestinationRefused)
+    assert listing(openssh_peer.root / "open") == ["a.xml", "c.xml"]
+    assert listing(locked) == []
 
 
 def test_check_reports_a_read_only_upload_folder(openssh_peer):
@@ -300,7 +317,7 @@ def test_check_reports_a_read_only_upload_folder(openssh_peer):
     locked.mkdir()
     os.chown(locked, openssh_peer.uid, -1)
     locked.chmod(0o555)
-    with pytest.raises(PermanentError, match=r"no write permission in .*/Invoice_import$"):
+    with pytest.raises(DestinationRefused, match=r"no write permission in .*/Invoice_import$"):
         SftpConnector(installation(openssh_peer)).check()
 
 
@@ -364,7 +381,6 @@ def form_data(**values):
         "passphrase": "",
         "upload_path": "Invoice_import/[year]/",
         "report_path": "",
-        "output_format": "peppol-bis-3",
         **values,
     }
 

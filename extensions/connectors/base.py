@@ -54,16 +54,48 @@ class ReauthorizationRequired(ConnectorError):
     """A person must act on the installation (sign in again, accept a new key); jobs wait."""
 
 
-class HostKeyUnknown(ReauthorizationRequired):
+class DestinationRefused(ConnectorError):
+    """The destination refuses because of its own configuration (a folder's rights, a
+    quota): a person must fix it there, every document would fail alike, so jobs wait."""
+
+
+class ConfirmationNeeded(ReauthorizationRequired):
+    """The destination showed something a person must accept before anything is sent (a
+    server's key). The generic confirmation step shows ``title``, the message, ``facts``
+    and ``advice``; accepting stores ``update`` in the installation's settings and checks
+    again. Until then jobs wait, as for any reauthorization."""
+
+    title = _("Confirm")
+    accept_label = _("Accept and save")
+    advice = ""
+
+    def __init__(self, message: str, *, update: dict, facts=()):
+        super().__init__(message)
+        self.update = update
+        self.facts = list(facts)  # (label, value) pairs, values shown as written
+
+
+class HostKeyUnknown(ConfirmationNeeded):
     """First contact with a server: its key must be accepted before anything is sent."""
 
+    title = _("Check the server's key")
+    accept_label = _("Accept this key and save")
+    advice = _(
+        "Compare it with the fingerprint your server administrator gives you. Accept it only "
+        "if they match: from then on, exports go only to a server that shows this key."
+    )
+
     def __init__(self, message: str, *, fingerprint: str, key_type: str, key: str):
-        super().__init__(message)
+        super().__init__(
+            message,
+            update=host_key_pin(key_type, key, fingerprint),
+            facts=[(_("Fingerprint (%(type)s)") % {"type": key_type}, fingerprint)],
+        )
         self.fingerprint, self.key_type, self.key = fingerprint, key_type, key
 
     def pin(self) -> dict:
         """The settings update that trusts this key from now on."""
-        return host_key_pin(self.key_type, self.key, self.fingerprint)
+        return self.update
 
 
 def host_key_pin(key_type: str, key: str, fingerprint: str) -> dict:
@@ -73,6 +105,8 @@ def host_key_pin(key_type: str, key: str, fingerprint: str) -> dict:
 
 class HostKeyChanged(HostKeyUnknown):
     """The server shows another key than the pinned one: stop until a person accepts it."""
+
+    title = _("The server's key has changed")
 
 
 @dataclass(frozen=True)
@@ -98,11 +132,13 @@ class Receipt:
 
 
 class Destination(Protocol):
-    """What a connector sees of an installation: its settings and decrypted secrets."""
+    """What a connector sees of an installation: its settings and decrypted secrets, and
+    ``credentials`` (``extensions.credentials.Credentials``) to refresh and save them."""
 
     pk: int
     settings: dict
     secrets: dict
+    credentials: Any
 
 
 class Session(Protocol):
@@ -118,6 +154,7 @@ class Connector(ABC):
     category: ClassVar[str]  # storage, email, http, accounting
     logo: ClassVar[str] = ""
     accepts: ClassVar[frozenset[str]] = ALL_CATEGORIES
+    # Keys of ``extensions.formats.FORMATS`` it can send; the first is the default.
     formats: ClassVar[tuple[str, ...]] = (PEPPOL_BIS3,)
     settings_form: ClassVar[type[forms.Form] | None] = None
     client_form: ClassVar[type[forms.Form] | None] = None
@@ -150,6 +187,11 @@ class Connector(ABC):
     @abstractmethod
     def check(self) -> str:
         """The "Test connection" probe: a sentence saying what worked, or raise."""
+
+    def facts(self) -> list[tuple[str, str]]:
+        """What the Manage page shows of this installation besides the shared facts (a
+        pinned server key): (label, value) pairs."""
+        return []
 
     @classmethod
     def binding(cls, settings: Mapping[str, Any]) -> dict:
@@ -188,17 +230,47 @@ class ConnectorForm(forms.Form):
 
     rebind_message = _("You changed the destination: enter its credentials again.")
 
-    def __init__(self, *args, has_stored_secrets=frozenset(), rebound=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        has_stored_secrets=frozenset(),
+        rebound=None,
+        connector=None,
+        installation=None,
+        client=None,
+        **kwargs,
+    ):
         self.has_stored_secrets = set(has_stored_secrets)
         self.stored_secrets_dropped = False
         self._rebound = rebound
+        # The context a field may need: the connector, the installation (None while
+        # installing), and for a client's form the client.
+        self.connector, self.installation, self.client = connector, installation, client
+        self._fetch_errors: dict[str, str] = {}
         super().__init__(*args, **kwargs)
+
+    def offer_choices(self, name: str, fetch) -> None:
+        """Make field ``name`` offer what ``fetch()`` (a connector's call to the
+        destination: Exact divisions, Yuki administrations) returns as (value, label)
+        pairs. Fetched on every request, so a saved choice is checked against the
+        destination's current list; a failed fetch becomes that field's error."""
+        try:
+            self.fields[name].choices = list(fetch())
+        except ConnectorError as exc:
+            self.fields[name].choices = []
+            self._fetch_errors[name] = str(exc)
 
     @property
     def secret_names(self) -> tuple[str, ...]:
         return tuple(name for name, f in self.fields.items() if getattr(f, "secret", False))
 
     def _clean_form(self):
+        for name, reason in self._fetch_errors.items():
+            self.add_error(
+                name,
+                _("The list could not be fetched from the destination: %(reason)s")
+                % {"reason": reason},
+            )
         if self.has_stored_secrets and self._rebound and self._rebound(self.cleaned_data):
             self.has_stored_secrets = set()
             self.stored_secrets_dropped = True

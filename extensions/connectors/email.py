@@ -170,6 +170,8 @@ def _smtp_error(exc: BaseException, redactor: Redactor) -> ConnectorError:
                 _("The mail server temporarily refused %(addresses)s (%(detail)s).")
                 % {"addresses": addresses, "detail": detail}
             )
+        # Not DestinationRefused: the addresses are one client's (its integration), not the
+        # installation's, so the other clients' documents must still go.
         return PermanentError(
             _("The mail server refused the address %(addresses)s (%(detail)s).")
             % {"addresses": addresses, "detail": detail}

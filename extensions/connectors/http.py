@@ -1,7 +1,8 @@
 """HTTP (webhook): every document is one request whose body is the original file.
 
-The address is typed in by a firm, so every request goes through the outbound guard
-(``extensions.outbound.session``: resolved once, private hosts refused, timeouts always).
+The address is typed in by a firm; requests go through :class:`extensions.api.ApiClient`
+(the outbound guard, bounded answers, redirects, typed errors, redaction: see there), one
+client, so one kept-alive connection, per batch.
 
 Choices, so a receiver knows what to expect:
 
@@ -16,12 +17,13 @@ Choices, so a receiver knows what to expect:
   pastes a ``whsec_<base64>`` secret it shares with its receiver. We do not generate one:
   secrets are never shown back, so a generated one could not be copied into
   the receiver.
-* **Outcomes.** 2xx → delivered. 408, 429 and 5xx → try again (``Retry-After`` honoured).
-  401/403 → ``ReauthorizationRequired``: a rotated token or password fails every document
-  the same way, so the installation waits for a person and nothing is lost. Other 4xx →
-  this document is refused for good. 307/308 are followed (at most 3, method and body
-  kept); 301/302/303 would turn the upload into a body-less GET, so they also wait for a
-  person to enter the new address, as does a redirect loop.
+* **Outcomes** (the API client's default mapping). 2xx → delivered. 408, 429 and 5xx →
+  try again (``Retry-After`` honoured). 401/403 → ``ReauthorizationRequired``: a rotated
+  token or password fails every document the same way, so the installation waits for a
+  person and nothing is lost. Other 4xx → this document is refused for good. 307/308 are
+  followed (at most 3, method and body kept); 301/302/303 would turn the upload into a
+  body-less GET, so they also wait for a person to enter the new address, as does a
+  redirect loop.
 * **Which event.** ``X-Partnerspace-Event`` says ``export`` on a document and ``test`` on
   the test event, so a receiver can tell them apart without reading the body.
 * **Test connection** (and Save) sends what a receiver really gets, marked as a test: the
@@ -47,48 +49,34 @@ import time
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from functools import cached_property
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import requests
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from urllib3.exceptions import ReadTimeoutError
 
-from extensions import outbound, paths
+from extensions import paths
+from extensions.api import ApiClient, Response
 from extensions.connectors.base import (
     Connector,
-    ConnectorError,
     ConnectorForm,
     ExportFile,
-    PermanentError,
     ReauthorizationRequired,
     Receipt,
-    TransientError,
     secret,
 )
 from extensions.redaction import Redactor
 
 NONE, BASIC, BEARER, SIGNING = "none", "basic", "bearer", "signing"
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
-MAX_BODY = 64 * 1024  # of a response we read; the rest is not needed
 MAX_JSON_BODY = 4096  # a response small enough to look for an ``id`` in
-DEFAULT_TIMEOUT = (10, 60)  # connect, read; settings.EXPORT_HTTP_TIMEOUT overrides
-USER_AGENT = "PartnerSpace-Export/1"
 EVENT_HEADER = "X-Partnerspace-Event"
 EXPORT_EVENT, TEST_EVENT = "export", "test"
 TEST_FILENAME = "partnerspace-connection-test.json"
 _VISIBLE_ASCII = "".join(chr(code) for code in range(0x20, 0x7F) if chr(code) != "%")
 _CONTROL_RUN = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-
-
-def timeout() -> tuple[float, float]:
-    value = getattr(settings, "EXPORT_HTTP_TIMEOUT", None) or DEFAULT_TIMEOUT
-    return value if isinstance(value, tuple | list) else (value, value)
 
 
 # --- forms --------------------------------------------------------------------------
@@ -277,82 +265,28 @@ def sign(secret_value: str, message_id: str, timestamp: int, body: bytes) -> str
     return "v1," + base64.b64encode(digest).decode()
 
 
-def retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds, from a number of seconds or an HTTP date."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-class _LossyRedirect(Exception):
-    def __init__(self, response):
-        super().__init__(response.status_code)
-        self.status = response.status_code
-        self.location = response.headers.get("Location", "")
-
-
-def _refuse_lossy_redirect(response, *args, **kwargs):
-    """Response hook: requests would follow 301/302/303 as a GET without the document."""
-    if response.status_code in (301, 302, 303) and response.request.method not in (
-        "GET",
-        "HEAD",
-        "OPTIONS",
-    ):
-        response.close()
-        raise _LossyRedirect(response)
-    return response
-
-
-def _causes(exc: BaseException):
-    """``exc`` and everything it wraps (requests → urllib3 → socket errors)."""
-    seen, pending = set(), [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
-        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
-
-
 class HttpSession:
-    """One ``requests`` session (keep-alive) for a whole batch."""
+    """One API client, so one kept-alive connection, for a whole batch."""
 
-    def __init__(self, connector: HttpConnector, http: requests.Session):
+    def __init__(self, connector: HttpConnector, client: ApiClient):
         self.connector = connector
-        self.http = http
+        self.client = client
 
     def send(self, export_file: ExportFile) -> Receipt:
-        connector = self.connector
-        status, headers, body = connector.deliver(self.http, export_file, EXPORT_EVENT)
-        if 200 <= status < 300:
-            return Receipt(reference=_reference(status, headers, body, connector.redactor))
-        raise connector.failure(status, headers, body)
+        response = self.connector.deliver(self.client, export_file, EXPORT_EVENT)
+        return Receipt(reference=_reference(response, self.client.redactor))
 
 
-def _reference(status: int, headers, body: bytes, redactor: Redactor) -> str:
+def _reference(response: Response, redactor: Redactor) -> str:
     """Location, else a small JSON body's ``id``, else ``HTTP <status>``."""
-    location = redactor.one_line(headers.get("Location", ""), limit=500)
+    location = redactor.one_line(response.headers.get("Location", ""), limit=500)
     if location:
         return location
-    if 0 < len(body) <= MAX_JSON_BODY:
-        try:
-            answer = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            answer = None
+    if len(response.body) <= MAX_JSON_BODY:
+        answer = response.json()
         if isinstance(answer, dict) and isinstance(answer.get("id"), str | int):
-            return redactor.one_line(str(answer["id"]), limit=500) or f"HTTP {status}"
-    return f"HTTP {status}"
+            return redactor.one_line(str(answer["id"]), limit=500) or f"HTTP {response.status}"
+    return f"HTTP {response.status}"
 
 
 class HttpConnector(Connector):
@@ -417,14 +351,15 @@ class HttpConnector(Connector):
     def _secret(self, name: str) -> str:
         return (self.destination.secrets or {}).get(name) or ""
 
-    @cached_property
-    def redactor(self) -> Redactor:
-        """Every stored secret, and the signing key also without its ``whsec_`` prefix."""
+    def client(self) -> ApiClient:
+        """Hides every stored secret, and the signing key also without its ``whsec_``."""
         secrets = list((self.destination.secrets or {}).values())
         signing = self._secret("signing_secret")
         if signing.startswith(SECRET_PREFIX):
             secrets.append(signing[len(SECRET_PREFIX) :])
-        return Redactor(secrets, user=self.destination.settings.get("username") or "")
+        return ApiClient(
+            self.url, secrets=secrets, user=self.destination.settings.get("username") or ""
+        )
 
     def auth_headers(self, body: bytes, message_id: str) -> dict[str, str]:
         auth = self.destination.settings.get("auth") or NONE
@@ -452,8 +387,9 @@ class HttpConnector(Connector):
 
     # --- talking ---
 
-    def deliver(self, http, export_file: ExportFile, event: str):
-        """One request as a receiver gets it, for a document or the test event alike."""
+    def deliver(self, client: ApiClient, export_file: ExportFile, event: str) -> Response:
+        """One request as a receiver gets it, for a document or the test event alike;
+        anything but 2xx is raised as the contract's error."""
         body = export_file.content
         headers = {
             "Content-Type": header_value(export_file.content_type) or "application/octet-stream",
@@ -473,122 +409,16 @@ class HttpConnector(Connector):
         if export_file.idempotency_key:
             headers["Idempotency-Key"] = header_value(export_file.idempotency_key)
         headers.update(self.auth_headers(body, export_file.idempotency_key))
-        return self.request(
-            http, self.method, self.target_url(export_file), data=body, headers=headers
+        return client.request(
+            self.method, self.target_url(export_file), data=body, headers=headers
         )
-
-    def request(self, http, method, url, *, data=None, headers=None):
-        """Send and read at most MAX_BODY of the answer; errors become the contract's."""
-        headers = {"User-Agent": USER_AGENT, **(headers or {})}
-        try:
-            with http.request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                stream=True,
-                allow_redirects=True,
-                hooks={"response": [_refuse_lossy_redirect]},
-            ) as response:
-                body = bytearray()
-                for chunk in response.iter_content(16 * 1024):
-                    body += chunk
-                    if len(body) >= MAX_BODY:
-                        break  # leaving the with closes this connection: not reusable
-                return response.status_code, response.headers, bytes(body[:MAX_BODY])
-        except _LossyRedirect as redirect:
-            raise ReauthorizationRequired(
-                _(
-                    "The server answered HTTP %(status)s and points to %(location)s: enter "
-                    "the new address in the extension's settings."
-                )
-                % {
-                    "status": redirect.status,
-                    "location": self.redactor.one_line(redirect.location) or "?",
-                }
-            ) from None
-        except requests.TooManyRedirects:
-            raise ReauthorizationRequired(
-                _("%(host)s redirects in a loop; check the URL in the extension's settings.")
-                % {"host": self.host}
-            ) from None
-        except requests.RequestException as exc:
-            raise self._network_error(exc) from None
-
-    def _network_error(self, exc: BaseException) -> ConnectorError:
-        causes = list(_causes(exc))
-        for cause in causes:
-            if isinstance(cause, outbound.BlockedHost):
-                return PermanentError(str(cause))
-        connect_seconds, read_seconds = timeout()
-        if isinstance(exc, requests.ConnectTimeout):
-            return TransientError(
-                _("Could not connect to %(host)s within %(seconds)s seconds.")
-                % {"host": self.host, "seconds": connect_seconds}
-            )
-        if isinstance(exc, requests.Timeout) or any(
-            isinstance(cause, ReadTimeoutError | TimeoutError) for cause in causes
-        ):
-            return TransientError(
-                _("%(host)s did not answer within %(seconds)s seconds.")
-                % {"host": self.host, "seconds": read_seconds}
-            )
-        if isinstance(exc, requests.exceptions.SSLError):
-            return TransientError(
-                _("The secure connection to %(host)s failed (certificate or TLS problem).")
-                % {"host": self.host}
-            )
-        for cause in causes:
-            if isinstance(cause, outbound.UnresolvableHost):
-                return TransientError(str(cause))
-            if isinstance(cause, ConnectionRefusedError):
-                return TransientError(_("%(host)s refused the connection.") % {"host": self.host})
-        return TransientError(
-            _("Could not reach %(host)s (%(kind)s).")
-            % {"host": self.host, "kind": type(exc).__name__}
-        )
-
-    def answer(self, status: int, headers, body: bytes) -> str:
-        """``HTTP 422: <what the server said>``, one line, its secrets removed."""
-        said = self.redactor.one_line(body, content_type=headers.get("Content-Type", ""))
-        return f"HTTP {status}: {said}" if said else f"HTTP {status}"
-
-    def failure(self, status: int, headers, body: bytes) -> ConnectorError:
-        """The error for a non-2xx answer, typed for what the engine should do next."""
-        message = self.answer(status, headers, body)
-        if status in (401, 403):
-            return ReauthorizationRequired(
-                _(
-                    "%(host)s refused the credentials (%(message)s); update the "
-                    "authentication in the extension's settings."
-                )
-                % {"host": self.host, "message": message}
-            )
-        if status in (408, 429) or status >= 500:
-            return TransientError(message, retry_after=retry_after(headers.get("Retry-After")))
-        return PermanentError(message)
 
     # --- the contract ---
 
-    def _guarded_session(self) -> requests.Session:
-        """Resolve once up front, so a blocked or unknown host stops before any document."""
-        parts = urlsplit(self.url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            outbound.resolve(parts.hostname or "", port)
-        except outbound.BlockedHost as exc:
-            raise PermanentError(str(exc)) from None
-        except OSError as exc:  # UnresolvableHost and friends
-            raise TransientError(str(exc)) from None
-        return outbound.session(timeout=timeout())
-
     @contextmanager
     def open(self):
-        http = self._guarded_session()
-        try:
-            yield HttpSession(self, http)
-        finally:
-            http.close()
+        with self.client() as client:
+            yield HttpSession(self, client)
 
     def test_event(self) -> ExportFile:
         """A small JSON document marked as a test; a fresh key, so no receiver drops it."""
@@ -610,15 +440,13 @@ class HttpConnector(Connector):
 
     def check(self) -> str:
         """Passes only if the receiver takes what an export would send it (2xx)."""
-        with self._guarded_session() as http:
-            status, headers, body = self.deliver(http, self.test_event(), TEST_EVENT)
-        if not 200 <= status < 300:
-            raise self.failure(status, headers, body)
+        with self.client() as client:
+            response = self.deliver(client, self.test_event(), TEST_EVENT)
         return _(
             "%(host)s answered the test event (%(answer)s); documents will be sent with "
             "%(method)s."
         ) % {
             "host": self.host,
-            "answer": self.answer(status, headers, body),
+            "answer": client.describe(response),
             "method": self.method,
         }

@@ -70,11 +70,11 @@ from paramiko.sftp import (
 
 from extensions import outbound, paths
 from extensions.connectors.base import (
-    PEPPOL_BIS3,
     REPORT,
     Connector,
     ConnectorError,
     ConnectorForm,
+    DestinationRefused,
     ExportFile,
     HostKeyChanged,
     HostKeyUnknown,
@@ -240,11 +240,6 @@ class SftpSettingsForm(ConnectorForm):
         widget=paths.PathTemplateInput("report"),
         help_text=gettext_lazy("Leave empty to use the upload folder."),
     )
-    output_format = forms.ChoiceField(
-        label=gettext_lazy("File format"),
-        choices=[(PEPPOL_BIS3, gettext_lazy("Peppol BIS 3.0 UBL"))],
-        initial=PEPPOL_BIS3,
-    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -381,6 +376,10 @@ class SftpConnector(Connector):
     binding_fields = ("host", "port", "username")
 
     # -- where files go ---------------------------------------------------------------
+
+    def facts(self) -> list[tuple[str, str]]:
+        pinned = self.destination.settings.get("known_host_key")
+        return [(_("Server key"), pinned["fingerprint"])] if pinned else []
 
     @classmethod
     def binding(cls, settings) -> dict:
@@ -692,8 +691,9 @@ class SftpSession:
 
         Yields ``(key, Receipt)`` once a file is in place under its final name, or
         ``(key, error)`` for a file refused (``PermanentError``) or not stored
-        (``TransientError``: nothing new is started after one, the files already on their
-        way are finished and reported first). A lost connection raises TransientError.
+        (``TransientError`` or ``DestinationRefused``: nothing new is started after one,
+        the files already on their way are finished and reported first). A lost
+        connection raises TransientError.
 
         Each file takes the steps of :meth:`send` (``.part``, mode 664, rename), but its
         requests do not wait for the previous file's answers: the open; then the writes,
@@ -741,7 +741,8 @@ class SftpSession:
             gone = self._receive()
             for flight in self._advance():
                 active.remove(flight)
-                if isinstance(flight.outcome, TransientError) and held is None:
+                stops = isinstance(flight.outcome, TransientError | DestinationRefused)
+                if stops and held is None:
                     held = (flight.key, flight.outcome)
                 else:
                     yield flight.key, flight.outcome
@@ -1059,7 +1060,8 @@ class SftpSession:
             )
             return self._lost
         if isinstance(exc, PermissionError):
-            return PermanentError(_("no write permission in %(path)s") % {"path": folder})
+            # The folder's rights, not the document: every file would be refused alike.
+            return DestinationRefused(_("no write permission in %(path)s") % {"path": folder})
         if isinstance(exc, FileNotFoundError):
             self._folders = {known for known in self._folders if known == self.home}
             self._folders_asked = set()

@@ -10,6 +10,7 @@ from django.utils import timezone
 from clients.progress import Progress
 from exports import engine, tasks
 from exports.models import ExportJob
+from extensions.models import Installation
 from partnerspace.enterprise import clean_enterprise_number
 
 CHUNK = 1000
@@ -33,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Count, change nothing.")
 
     def handle(self, *args, **options):
-        jobs = ExportJob.objects.filter(status=options["status"])
+        jobs = ExportJob.objects.all()
         if options["installation"]:
             jobs = jobs.filter(installation_id=options["installation"])
         if options["client"]:
@@ -49,11 +50,17 @@ class Command(BaseCommand):
                 raise CommandError(f"--since {options['since']}: expected YYYY-MM-DD.") from None
             start = timezone.make_aware(datetime.datetime.combine(since, datetime.time.min))
             jobs = jobs.filter(updated_at__gte=start)
+        # Their destinations that waited for a person to fix them are tried again too.
+        waiting_on = jobs.filter(installation__status=Installation.Status.ATTENTION).values_list(
+            "installation_id", flat=True
+        )
+        jobs = jobs.filter(status=options["status"])
 
         total = jobs.count()
         if options["dry_run"]:
             self.stdout.write(f"{total} {options['status']} jobs would be sent again.")
             return
+        resumed = engine.resume(set(waiting_on))
         progress = Progress(total, stream=sys.stderr, enabled=total >= CHUNK)
         revived = 0
         ids = jobs.order_by("pk").values_list("pk", flat=True)
@@ -68,6 +75,8 @@ class Command(BaseCommand):
         progress.done()
         destinations = engine.due_destinations(options["installation"])
         tasks.enqueue(destinations)
+        if resumed:
+            self.stdout.write(f"{resumed} destinations that needed attention are tried again.")
         self.stdout.write(
             f"{revived} jobs will be sent again to {len(destinations)} destinations."
         )
