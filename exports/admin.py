@@ -81,7 +81,9 @@ class ExportJobAdmin(admin.ModelAdmin):
         # Destinations first: once revived, the jobs no longer match the status filter.
         integrations = Integration.objects.filter(jobs__in=selected).select_related("installation")
         destinations = {engine.destination_of(i) for i in integrations.distinct()}
-        resumed = engine.resume({d.installation_id for d in destinations})
+        resumed = engine.resume(
+            {d.installation_id for d in destinations}, {i.pk for i in integrations}
+        )
         count = engine.revive(queryset)
         transaction.on_commit(lambda: tasks.enqueue(destinations))
         self.message_user(

@@ -7,7 +7,9 @@ deliveries are recorded in groups, a few statements for up to a hundred jobs, ne
 before the file is in place. A worker that dies loses at most the deliveries it had not
 recorded yet and the files it had in flight: their lease runs out and the sweeper hands
 them out again; file names are deterministic, so the destination sees the same file, not
-a second one. Refusals and failures are recorded as they happen.
+a second one. Refusals and failures are recorded as they happen; a refusal a connector
+ties to one client (its settings, its own credentials) stops that client's integration
+only, and the other clients' files go on.
 """
 
 import logging
@@ -22,7 +24,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import CharField, DateTimeField, F, Q
+from django.db.models import CharField, DateTimeField, F, Min, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -32,6 +34,8 @@ from exports import slots
 from exports.models import ExportAttempt, ExportJob
 from extensions import formats, paths, registry
 from extensions.connectors.base import (
+    ClientReauthorizationRequired,
+    ClientRefused,
     ConnectorError,
     DestinationRefused,
     ExportFile,
@@ -39,14 +43,15 @@ from extensions.connectors.base import (
     ReauthorizationRequired,
     TransientError,
 )
-from extensions.credentials import Credentials
-from extensions.models import Installation, Integration
+from extensions.models import Installation, Integration, IntegrationDestination
 
 logger = logging.getLogger(__name__)
 
 Status = ExportJob.Status
 Outcome = ExportAttempt.Outcome
 DUE = (Status.PENDING, Status.FAILED)
+# Refusals a connector ties to one client's settings or credentials: that client waits.
+CLIENT_SCOPED = (ClientRefused, ClientReauthorizationRequired)
 
 
 def lease() -> timedelta:
@@ -120,12 +125,17 @@ def revive(jobs) -> int:
     )
 
 
-def resume(installation_ids) -> int:
-    """A person says the destination is fixed: installations that needed attention send
-    again (one that needs new credentials waits for them: only a check proves those)."""
-    return Installation.objects.filter(
+def resume(installation_ids, integration_ids=()) -> int:
+    """A person says the destination is fixed: installations and integrations that needed
+    attention send again (those that need new credentials wait for them: only a check
+    proves those)."""
+    installations = Installation.objects.filter(
         pk__in=installation_ids, status=Installation.Status.ATTENTION
     ).update(status=Installation.Status.OK, last_error="")
+    integrations = Integration.objects.filter(
+        pk__in=integration_ids, status=Integration.Status.ATTENTION
+    ).resume()
+    return installations + integrations
 
 
 def resend(job: ExportJob) -> Destination:
@@ -143,7 +153,7 @@ def _due(destination: Destination, now):
         next_attempt_at__lte=now,
         integration__active=True,
         integration__removed_at__isnull=True,
-    )
+    ).exclude(integration__status__in=Integration.WAITING_FOR_A_PERSON)
     if destination.integration_id is not None:
         jobs = jobs.filter(integration_id=destination.integration_id)
     return jobs
@@ -254,7 +264,26 @@ def deliver(
         slots.release(slot)
     if report.stopped == "budget" and requeue is not None:
         requeue(destination)
+    if destination.integration_id is not None and requeue is not None:
+        # The installation's connections serve all its clients: a delivery that found
+        # them all taken gave up, so the next clients due are woken now one is free.
+        for other in _others_due(destination, installation.connections):
+            requeue(other)
     return report
+
+
+def _others_due(destination: Destination, limit: int) -> list[Destination]:
+    """Up to ``limit`` other clients of a per-client installation with jobs due, those
+    waiting longest first."""
+    rows = (
+        _due(Destination(destination.installation_id), timezone.now())
+        .exclude(integration_id=destination.integration_id)
+        .values("integration_id")
+        .annotate(oldest=Min("next_attempt_at"))
+        .order_by("oldest", "integration_id")
+        .values_list("integration_id", flat=True)[:limit]
+    )
+    return [Destination(destination.installation_id, pk) for pk in rows]
 
 
 class _Budget:
@@ -283,6 +312,7 @@ class _Batch:
     pending: list
     started: dict = field(default_factory=dict)  # job pk → when its sending began
     blame: object = None  # the job a batch-stopping error belongs to, when known
+    stopped: set = field(default_factory=set)  # integrations that now wait for a person
 
     def first_blamed(self) -> list:
         """``pending`` with the job the error belongs to first: it counts the attempt."""
@@ -300,12 +330,14 @@ def _drain(installation, destination, batch, size, slot, report, budget) -> None
     worker = f"{socket.gethostname()}:{os.getpid()}"
     deliveries = _Deliveries(worker)
     folders: dict = {}  # rendered folders, for every batch of this connection
+    # What a refusal stops: the installation, or the client whose own credentials this
+    # connection uses.
+    owner = installation
     try:
         connector = installation.connector_instance()
         if destination.integration_id is not None:
-            connector.destination = _IntegrationDestination(
-                installation, batch.pending[0].integration
-            )
+            owner = batch.pending[0].integration
+            connector.destination = IntegrationDestination(installation, owner)
         try:
             with connector.open() as session:
                 while batch.pending:
@@ -331,20 +363,18 @@ def _drain(installation, destination, batch, size, slot, report, budget) -> None
         finally:
             deliveries.record()  # what reached the server is delivered, whatever came next
     except ReauthorizationRequired as exc:
-        _stop_for_a_person(installation, batch.pending, exc, report)
+        _stop_for_a_person(owner, batch.pending, exc, report)
         return
     except DestinationRefused as exc:
         # The destination's own configuration: every document would be refused alike.
-        _stop_for_a_person(
-            installation, batch.pending, exc, report, status=Installation.Status.ATTENTION
-        )
+        _stop_for_a_person(owner, batch.pending, exc, report, status=Installation.Status.ATTENTION)
         return
     except TransientError as exc:
         _stop_on_transient(installation, batch, exc, worker, report)
         return
     except PermanentError as exc:
         # Refused before any file: the configuration is wrong, not this document.
-        _stop_for_a_person(installation, batch.pending, exc, report)
+        _stop_for_a_person(owner, batch.pending, exc, report)
         return
     except ConnectorError as exc:
         _stop_on_transient(installation, batch, TransientError(str(exc)), worker, report)
@@ -367,10 +397,14 @@ def _send_batch(session, connector, batch, deliveries, folders, worker, report, 
 
     A session with ``send_many`` (SFTP) keeps several files in flight on its one
     connection and reports each as it lands; any other session sends one after another.
+    A refusal tied to one client stops that client's jobs only; the other clients' go
+    on, handed again to a session that stopped starting files after the refusal.
     """
 
     def outgoing():
         for job in list(batch.pending):
+            if job.integration_id in batch.stopped or job.pk in batch.started:
+                continue  # given back when its client was stopped, or already on its way
             if not budget.allows_another():
                 return
             batch.started[job.pk] = timezone.now()
@@ -381,24 +415,32 @@ def _send_batch(session, connector, batch, deliveries, folders, worker, report, 
             yield job, export_file
 
     send_many = getattr(session, "send_many", None) or partial(_one_by_one, session)
-    outcomes = send_many(outgoing())
-    try:
-        for job, outcome in outcomes:
-            if isinstance(outcome, PermanentError):
-                batch.pending.remove(job)
-                _record_failure(job, outcome, batch.started_at(job), worker, permanent=True)
-                report.dead += 1
-            elif isinstance(outcome, Exception):
-                batch.blame = job
-                raise outcome
-            else:
-                batch.pending.remove(job)
-                deliveries.add(job, outcome.reference, batch.started_at(job))
-                report.delivered += 1
-    finally:
-        close = getattr(outcomes, "close", None)
-        if close is not None:
-            close()
+    again = True
+    while again:
+        again = False
+        outcomes = send_many(outgoing())
+        try:
+            for job, outcome in outcomes:
+                if isinstance(outcome, CLIENT_SCOPED):
+                    _wait_for_client(job, outcome, batch, report)
+                    again = True
+                elif isinstance(outcome, PermanentError):
+                    batch.pending.remove(job)
+                    _record_failure(job, outcome, batch.started_at(job), worker, permanent=True)
+                    report.dead += 1
+                elif isinstance(outcome, Exception):
+                    batch.blame = job
+                    raise outcome
+                else:
+                    batch.pending.remove(job)
+                    deliveries.add(job, outcome.reference, batch.started_at(job))
+                    report.delivered += 1
+        finally:
+            close = getattr(outcomes, "close", None)
+            if close is not None:
+                close()
+        # Every file started was reported; those not started go in another pass.
+        again = again and any(job.pk not in batch.started for job in batch.pending)
 
 
 def _one_by_one(session, outgoing):
@@ -406,7 +448,7 @@ def _one_by_one(session, outgoing):
     for job, export_file in outgoing:
         try:
             receipt = session.send(export_file)
-        except (PermanentError, TransientError) as exc:
+        except (PermanentError, TransientError, *CLIENT_SCOPED) as exc:
             yield job, exc
             if isinstance(exc, TransientError):
                 return
@@ -443,14 +485,37 @@ class _Deliveries:
             _record_deliveries(waiting, self.worker)
 
 
-def _stop_for_a_person(
-    installation, pending, exc, report, *, status=Installation.Status.RECONNECT
-) -> None:
-    """The claimed jobs go back untouched (no attempt counted) until a person acts."""
-    Installation.objects.filter(pk=installation.pk).update(status=status, last_error=str(exc))
+def _stop_for_a_person(owner, pending, exc, report, *, status=Installation.Status.RECONNECT):
+    """The claimed jobs go back untouched (no attempt counted) until a person acts on
+    ``owner``: the installation, or the integration whose own credentials were used."""
+    if isinstance(owner, Integration):
+        Integration.objects.filter(pk=owner.pk).wait_for_a_person(
+            Integration.Status(status), str(exc)
+        )
+    else:
+        Installation.objects.filter(pk=owner.pk).update(status=status, last_error=str(exc))
     _release(pending, note=str(exc))
     report.waiting += len(pending)
     report.stopped = str(status)
+
+
+def _wait_for_client(job, exc, batch, report) -> None:
+    """``job``'s client's own settings or credentials were refused: that integration waits
+    for a person, and its jobs not yet started go back untouched (no attempt counted)."""
+    refused = isinstance(exc, DestinationRefused)
+    status = Integration.Status.ATTENTION if refused else Integration.Status.RECONNECT
+    Integration.objects.filter(pk=job.integration_id).wait_for_a_person(status, str(exc))
+    batch.stopped.add(job.integration_id)
+    waiting = [
+        other
+        for other in batch.pending
+        if other is job
+        or (other.integration_id == job.integration_id and other.pk not in batch.started)
+    ]
+    for other in waiting:
+        batch.pending.remove(other)
+    _release(waiting, note=str(exc))
+    report.waiting += len(waiting)
 
 
 def _stop_on_transient(installation, batch, exc, worker, report) -> None:
@@ -476,16 +541,6 @@ def _renew_lease_if_needed(token, job):
         ExportJob.objects.filter(claim_token=token, status=Status.RUNNING).update(
             lease_until=timezone.now() + lease()
         )
-
-
-class _IntegrationDestination:
-    """For connectors whose credentials are per client: the installation plus the client's."""
-
-    def __init__(self, installation, integration):
-        self.pk = installation.pk
-        self.settings = {**installation.settings, **integration.client_settings}
-        self.secrets = {**installation.secrets, **integration.client_secrets}
-        self.credentials = Credentials(integration, "client_secrets")
 
 
 def build_file(job: ExportJob, connector, folders: dict | None = None) -> ExportFile:
@@ -678,6 +733,7 @@ def due_destinations(installation_id: int | None = None) -> set[Destination]:
             Q(installation__active=True)
             & Q(installation__removed_at__isnull=True)
             & ~Q(installation__status__in=Installation.WAITING_FOR_A_PERSON)
+            & ~Q(integration__status__in=Integration.WAITING_FOR_A_PERSON)
         )
         .values_list("installation_id", "installation__connector", "integration_id")
         .distinct()

@@ -110,10 +110,11 @@ class ExportAttempt(models.Model):
 
 
 class DeliverySlot(models.Model):
-    """One of the connections a destination allows at once; a worker holds it while sending.
+    """One of the connections an installation allows at once, whichever of its clients
+    it serves; a worker holds it while sending.
 
-    ``scope`` is the integration id for connectors whose credentials are per client, else
-    0 (an integer, so that uniqueness holds on every database).
+    ``scope`` is 0: the installation's connections are shared by all its clients, even
+    when each has a connection of its own (per-client credentials).
     """
 
     installation = models.ForeignKey(Installation, on_delete=models.CASCADE, related_name="+")

@@ -1,9 +1,13 @@
-"""How many workers deliver to one destination, and whether one is already on its way.
+"""How many workers deliver to one installation, and whether one is already on its way
+to a destination.
 
 Both live in the database, so they hold across every worker process and machine, with
-either broker. A slot is leased like a job: a worker that dies frees it when the lease
-runs out. A wake marker older than ``STALE_WAKE`` is ignored, so a task lost by the
-broker never silences a destination (the sweeper wakes it again within a minute).
+either broker. Slots are the installation's *Parallel connections*, shared by all its
+clients even when each client has a connection of its own (per-client credentials);
+wake markers are per destination. A slot is leased like a job: a worker that dies frees
+it when the lease runs out. A wake marker older than ``STALE_WAKE`` is ignored, so a task
+lost by the broker never silences a destination (the sweeper wakes it again within a
+minute).
 """
 
 import uuid
@@ -30,15 +34,22 @@ def _lease() -> timedelta:
 
 
 def _scope(destination) -> dict:
+    """A destination's wake marker."""
     return {
         "installation_id": destination.installation_id,
         "scope": destination.integration_id or 0,
     }
 
 
+def _slots_of(destination) -> dict:
+    """Every destination of one installation draws on the same slots."""
+    return {"installation_id": destination.installation_id, "scope": 0}
+
+
 def acquire(destination, limit: int) -> Slot | None:
-    """A free slot among the first ``limit``, or None when all are taken."""
-    scope = _scope(destination)
+    """A free slot of the installation among the first ``limit``, or None when all are
+    taken."""
+    scope = _slots_of(destination)
     DeliverySlot.objects.bulk_create(
         [DeliverySlot(number=n, **scope) for n in range(max(1, limit))],
         ignore_conflicts=True,

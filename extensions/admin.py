@@ -82,9 +82,10 @@ class IntegrationAdmin(admin.ModelAdmin):
         "activated_at",
         "last_success_at",
         "consecutive_failures",
+        "status",
         "removed_at",
     ]
-    list_filter = ["active", "installation__connector", "installation"]
+    list_filter = ["active", "status", "installation__connector", "installation"]
     search_fields = ["client__name", "client__enterprise_number", "installation__name"]
     list_select_related = ["client", "installation"]
     fields = [
@@ -98,6 +99,8 @@ class IntegrationAdmin(admin.ModelAdmin):
         "last_success_at",
         "last_failure_at",
         "consecutive_failures",
+        "status",
+        "status_since",
         "last_error",
         "removed_at",
     ]

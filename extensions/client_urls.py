@@ -10,5 +10,6 @@ urlpatterns = [
     path("add/", views.add_integration, name="add"),
     path("add/<int:installation_pk>/", views.configure_integration, name="configure"),
     path("<int:integration_pk>/edit/", views.edit_integration, name="edit"),
+    path("<int:integration_pk>/test/", views.test_integration, name="test"),
     path("<int:integration_pk>/remove/", views.remove_integration, name="remove"),
 ]

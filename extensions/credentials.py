@@ -12,6 +12,7 @@ client (``client_secrets``).
 """
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
 
 from django.db import transaction
 
@@ -48,7 +49,28 @@ class Credentials:
 
         return self._change(lambda secrets: True, apply)
 
+    @contextmanager
+    def locked(self):
+        """Hold the owner row's lock while the block runs: a step that must happen once per
+        destination (creating a folder another worker may be creating) looks again, then
+        acts, inside it."""
+        if self.owner.pk is None:  # a set-up being checked: no row yet, no one else
+            yield
+            return
+        model = type(self.owner)
+        with transaction.atomic():
+            model.objects.select_for_update().only("pk").get(pk=self.owner.pk)
+            yield
+
     def _change(self, needed, change) -> dict:
+        if self.owner.pk is None:
+            # A set-up being checked has no row yet: the change stays on the object and is
+            # saved with it.
+            current = self.secrets
+            if needed(current):
+                current = change(current)
+                setattr(self.owner, self.field, current)
+            return dict(current)
         model = type(self.owner)
         with transaction.atomic():
             row = model.objects.select_for_update().only("pk", self.field).get(pk=self.owner.pk)

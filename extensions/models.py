@@ -156,8 +156,27 @@ class IntegrationQuerySet(TenantQuerySet):
     def current(self):
         return self.filter(removed_at__isnull=True, installation__removed_at__isnull=True)
 
+    def wait_for_a_person(self, status, reason: str) -> int:
+        """Stop these integrations until a person acts; ``status_since`` moves only for
+        those entering ``status``, so it keeps saying since when they wait."""
+        self.exclude(status=status).update(status=status, status_since=timezone.now())
+        return self.update(last_error=reason[:2000])
+
+    def resume(self) -> int:
+        """Those that waited for a person may send again (a check passed, settings edited)."""
+        return self.filter(status__in=Integration.WAITING_FOR_A_PERSON).update(
+            status=Integration.Status.OK, status_since=timezone.now(), last_error=""
+        )
+
 
 class Integration(models.Model):
+    # Failing is not a status of its own: it is read from ``consecutive_failures``, which
+    # every attempt already keeps and every delivery resets, so it cannot go stale.
+    class Status(models.TextChoices):
+        OK = "ok", _("Working")
+        RECONNECT = "reconnect", _("Reconnect needed")
+        ATTENTION = "attention", _("Needs attention")
+
     client = models.ForeignKey(
         Client, on_delete=models.CASCADE, related_name="integrations", verbose_name=_("client")
     )
@@ -178,6 +197,10 @@ class Integration(models.Model):
     last_failure_at = models.DateTimeField(_("last failure"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
     consecutive_failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
+    # Its own status, for what only this client's settings or credentials cause; the
+    # installation's applies to every client on top of it.
+    status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.OK)
+    status_since = models.DateTimeField(_("status since"), default=timezone.now)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     removed_at = models.DateTimeField(_("removed at"), null=True, blank=True)
 
@@ -203,10 +226,32 @@ class Integration(models.Model):
     def is_current(self) -> bool:
         return self.removed_at is None and self.installation.removed_at is None
 
+    # As for installations: no worker or sweeper tries until a person acts.
+    WAITING_FOR_A_PERSON = (Status.RECONNECT, Status.ATTENTION)
+
+    @property
+    def needs_a_person(self) -> bool:
+        return self.status in self.WAITING_FOR_A_PERSON
+
+    def connector_destination(self) -> "IntegrationDestination":
+        return IntegrationDestination(self.installation, self)
+
     def takes(self, category: str) -> bool:
         connector = self.installation.connector_class
         return (
             category in self.categories
             and connector is not None
-            and (category in connector.accepts)
+            and (category in connector.accepted(self.installation.settings))
         )
+
+
+class IntegrationDestination:
+    """What a connector sees of one client: the installation's settings and secrets with
+    the integration's over them, and the integration's secrets to refresh (per-client
+    credentials)."""
+
+    def __init__(self, installation, integration):
+        self.pk = installation.pk
+        self.settings = {**installation.settings, **integration.client_settings}
+        self.secrets = {**installation.secrets, **integration.client_secrets}
+        self.credentials = Credentials(integration, "client_secrets")

@@ -1,4 +1,5 @@
-"""A set-up that spans two requests (a server's key to accept), kept in the session.
+"""A set-up that spans two requests (a server's key to accept, a sign-in at the provider),
+kept in the session.
 
 What is kept belongs to the firm, the user and the installation it was begun for (or
 "a new installation of connector X"): taken anywhere else it is refused and thrown away,
@@ -20,8 +21,10 @@ def target(installation) -> str:
     return f"installation:{installation.pk}"
 
 
-def remember(request, installation) -> None:
+def remember(request, installation, **extra) -> None:
+    """Keep the set-up; ``extra`` (a sign-in's state) is kept beside it as given."""
     request.session[SESSION_KEY] = {
+        **extra,
         "partner": request.partner.pk,
         "user": request.user.pk,
         "target": target(installation),
@@ -41,6 +44,20 @@ def take(request, installation) -> dict | None:
         or pending.get("partner") != request.partner.pk
         or pending.get("user") != request.user.pk
         or pending.get("target") != target(installation)
+    ):
+        return None
+    return {**pending, "secrets": crypto.decrypt_json(pending["secrets"])}
+
+
+def take_own(request) -> dict | None:
+    """The pending set-up whatever its target, popped; None if there is none or if another
+    firm or user began it. For a step that learns its target from the set-up itself (a
+    sign-in's callback): the caller looks the target up for this firm and checks it."""
+    pending = request.session.pop(SESSION_KEY, None)
+    if (
+        not pending
+        or pending.get("partner") != request.partner.pk
+        or pending.get("user") != request.user.pk
     ):
         return None
     return {**pending, "secrets": crypto.decrypt_json(pending["secrets"])}

@@ -14,6 +14,7 @@ CONNECTORS = [
     "extensions.connectors.sftp.SftpConnector",
     "extensions.connectors.email.EmailConnector",
     "extensions.connectors.http.HttpConnector",
+    "extensions.connectors.gdrive.GoogleDriveConnector",
 ]
 
 

@@ -16,13 +16,22 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from clients.models import Client
-from extensions import formats, paths, pending, registry, signals
+from extensions import formats, paths, pending, registry, signals, signin
 from extensions.connectors.base import ConfirmationNeeded, ConnectorError
 from extensions.forms import CategoriesForm, InstallationForm, sign_update, unsign_update
 from extensions.models import Installation, Integration
 from partnerspace.tenancy import owner_required, partner_required, require_owner
 
 WAITING_STATUSES = ("pending", "running", "failed")
+# What the integration form changes on a saved integration.
+INTEGRATION_FORM_FIELDS = (
+    "categories",
+    "client_settings",
+    "client_secrets",
+    "activated_at",
+    "removed_at",
+    "active",
+)
 
 
 def _connector_or_404(key):
@@ -105,7 +114,13 @@ def store(request):
         text = f"{connector.name} {connector.description} {connector.category}".lower()
         if query and query not in text:
             continue
-        cards.append({"connector": connector, "installed": connector.key in installed})
+        cards.append(
+            {
+                "connector": connector,
+                "installed": connector.key in installed,
+                "unavailable": connector.oauth is not None and not connector.oauth.available,
+            }
+        )
     return render(request, "extensions/store.html", {"cards": cards, "query": query})
 
 
@@ -132,6 +147,7 @@ def extension(request, connector_key):
             "installations": installations,
             "is_owner": request.membership.is_owner,
             "egress_ips": getattr(django_settings, "EXPORT_EGRESS_IPS", None) or [],
+            "unavailable": connector.oauth is not None and not connector.oauth.available,
         },
     )
 
@@ -140,7 +156,9 @@ def extension(request, connector_key):
 def install(request, connector_key):
     """Step one: what the extension will read and write; confirming leads to the form."""
     connector = _connector_or_404(connector_key)
-    return render(request, "extensions/install_confirm.html", {"connector": connector})
+    return signin.unavailable(request, connector) or render(
+        request, "extensions/install_confirm.html", {"connector": connector}
+    )
 
 
 @owner_required
@@ -149,6 +167,9 @@ def configure(request, connector_key):
     connector = _connector_or_404(connector_key)
     if request.method != "POST":
         return redirect("store:install", connector_key=connector.key)
+    refused = signin.unavailable(request, connector)
+    if refused is not None:
+        return refused
     if "confirm" in request.POST:
         return _confirm(request, connector)
     if "confirmed" in request.POST and "name" not in request.POST:
@@ -168,13 +189,22 @@ def configure(request, connector_key):
         installed_by=request.user,
     )
     installation.set_secrets(secrets)
+    if connector.oauth is not None:  # the rest comes with the sign-in (extensions/signin.py)
+        return signin.begin(request, installation)
     return _check_and_save(request, installation, meta_form, settings_form, created=True)
+
+
+def _signin_allowed(response, connector):
+    """A page whose form leads to a provider's sign-in lets the form go there (CSP)."""
+    if connector is not None and connector.oauth is not None and connector.oauth.available:
+        response._csp_update = {"form-action": [connector.oauth.authorization_origin()]}
+    return response
 
 
 def _render_configure(
     request, connector, meta_form, settings_form, *, error="", installation=None
 ):
-    return render(
+    response = render(
         request,
         "extensions/configure.html",
         {
@@ -186,6 +216,7 @@ def _render_configure(
         },
         status=200 if not error else 400,
     )
+    return _signin_allowed(response, connector)
 
 
 def _ask_to_confirm(request, installation, exc):
@@ -305,7 +336,7 @@ def manage(request, installation_pk):
 
 
 def _render_manage(request, installation, meta_form, settings_form, *, error=""):
-    return render(
+    response = render(
         request,
         "extensions/manage.html",
         {
@@ -319,6 +350,7 @@ def _render_manage(request, installation, meta_form, settings_form, *, error="")
         },
         status=400 if error else 200,
     )
+    return _signin_allowed(response, installation.connector_class)
 
 
 @partner_required
@@ -477,6 +509,7 @@ def _integration_form(request, client, installation, integration, *, creating=Fa
         data, accepts=connector.accepts, initial={"categories": initial_categories}
     )
     client_form = None
+    error = ""
     if form_class is not None:
         kwargs = {
             "prefix": "client",
@@ -503,13 +536,22 @@ def _integration_form(request, client, installation, integration, *, creating=Fa
         integration.categories = categories_form.cleaned_data["categories"]
         integration.client_settings = values
         integration.client_secrets = secrets
-        integration.save()
-        messages.success(
-            request,
-            _("%(name)s is set up for %(client)s.")
-            % {"name": installation.name, "client": client.name},
-        )
-        return redirect("integrations:list", client_pk=client.pk)
+        try:
+            result = _check_integration(integration)
+        except ConnectorError as exc:
+            error = str(exc)
+        else:
+            if integration.pk is None:
+                integration.save()
+            else:  # only what the form changes: a worker may have recorded outcomes since
+                integration.save(update_fields=INTEGRATION_FORM_FIELDS)
+            _resume_integration(integration)  # a person corrected what was refused
+            done = _("%(name)s is set up for %(client)s.") % {
+                "name": installation.name,
+                "client": client.name,
+            }
+            messages.success(request, f"{done} {result}".strip())
+            return redirect("integrations:list", client_pk=client.pk)
     return render(
         request,
         "extensions/integration_form.html",
@@ -520,9 +562,61 @@ def _integration_form(request, client, installation, integration, *, creating=Fa
             "categories_form": categories_form,
             "client_form": client_form,
             "integration": current,
+            "error": error,
             "tab": "integrations",
         },
+        status=400 if error else 200,
     )
+
+
+def _check_integration(integration) -> str:
+    """The connector's check of this client's own settings and credentials ("" when it
+    has none to check), never with secrets entered for another destination."""
+    installation = integration.installation
+    connector = installation.connector_instance()
+    return connector.check_integration(integration.connector_destination())
+
+
+def _resume_integration(integration) -> None:
+    """An integration that waited for a person sends again, and what waited is woken."""
+    if Integration.objects.filter(pk=integration.pk).resume():
+        installation = integration.installation
+        transaction.on_commit(
+            lambda: signals.installation_ready.send(sender=Installation, installation=installation)
+        )
+
+
+@partner_required
+def test_integration(request, client_pk, integration_pk):
+    """Checks one client's own settings and credentials; a pass sends what waited for a
+    person. Members may: integrations are their daily work."""
+    client = _client(request, client_pk)
+    integration = get_object_or_404(
+        Integration.objects.current().filter(client=client).select_related("installation"),
+        pk=integration_pk,
+    )
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        result = _check_integration(integration)
+    except ConnectorError as exc:
+        messages.error(request, str(exc))
+        return redirect("integrations:list", client_pk=client.pk)
+    if result:
+        messages.success(request, _("Connection works. %(result)s") % {"result": result})
+    else:
+        messages.success(
+            request,
+            _("%(name)s has nothing to check for %(client)s.")
+            % {"name": integration.installation.name, "client": client.name},
+        )
+    if integration.needs_a_person:
+        messages.info(
+            request,
+            _("The exports waiting for %(client)s are being sent.") % {"client": client.name},
+        )
+    _resume_integration(integration)
+    return redirect("integrations:list", client_pk=client.pk)
 
 
 @partner_required

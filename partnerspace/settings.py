@@ -223,6 +223,18 @@ EXPORT_HTTP_TIMEOUT = (
 EXPORT_SFTP_CONNECT_TIMEOUT = env.float("EXPORT_SFTP_CONNECT_TIMEOUT", default=None)
 EXPORT_SFTP_IO_TIMEOUT = env.float("EXPORT_SFTP_IO_TIMEOUT", default=None)
 
+# Google Drive: the operator's OAuth app (Google Cloud console, a "Web application" client
+# whose redirect URI is https://<portal>/store/signin/callback/). Unset: the Store shows the
+# extension as not available. GOOGLE_BASE_URL replaces every Google origin (a test server, a
+# proxy); uploads above GOOGLE_DRIVE_MULTIPART_MAX_BYTES go in resumable chunks.
+GOOGLE_DRIVE_CLIENT_ID = env.str("GOOGLE_DRIVE_CLIENT_ID", default="")
+GOOGLE_DRIVE_CLIENT_SECRET = env.str("GOOGLE_DRIVE_CLIENT_SECRET", default="")
+GOOGLE_BASE_URL = env.str("GOOGLE_BASE_URL", default="")
+GOOGLE_DRIVE_MULTIPART_MAX_BYTES = env.int(
+    "GOOGLE_DRIVE_MULTIPART_MAX_BYTES", default=5 * 1024 * 1024
+)
+GOOGLE_DRIVE_CHUNK_BYTES = env.int("GOOGLE_DRIVE_CHUNK_BYTES", default=8 * 1024 * 1024)
+
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")
 DEMO_SFTP_PASSWORD = env.str("DEMO_SFTP_PASSWORD", default="")
 

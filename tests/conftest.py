@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.peers.sftp",
     "tests.peers.smtp",
     "tests.peers.http",
+    "tests.peers.google",
     "tests.peers.workers",
     "tests.peppol_examples",
 ]

@@ -7,16 +7,22 @@ from email import message_from_bytes, policy
 from types import SimpleNamespace
 
 import pytest
-from django.utils import translation
+from django.urls import reverse
+from django.utils import timezone, translation
 
+from clients.models import Document
+from clients.release import release
+from exports import engine
+from exports.models import ExportAttempt, ExportJob
 from extensions import registry
 from extensions.connectors.base import (
+    ClientRefused,
     ExportFile,
-    PermanentError,
     ReauthorizationRequired,
     TransientError,
 )
 from extensions.connectors.email import EmailClientForm, EmailConnector, EmailSettingsForm
+from extensions.models import Installation, Integration
 from tests.peers import free_port
 from tests.peers.smtp import DEFERRED, REFUSED, Recorder
 
@@ -216,11 +222,12 @@ def test_several_recipients_subject_prefix_and_reply_to(peer):
     assert message["Reply-To"] == "help@lambert.be"
 
 
-def test_a_refused_recipient_is_permanent_and_named(settings, start_smtp):
+def test_a_refused_recipient_is_the_clients_to_correct_and_named(settings, start_smtp):
+    """The addresses are the client's settings: that client waits, not the installation."""
     peer = start_smtp(Recorder(refuse={"gone@peeters.be": REFUSED}))
     point_at(settings, peer.host, peer.port)
     with install().open() as session:
-        with pytest.raises(PermanentError, match=r"gone@peeters\.be") as refused:
+        with pytest.raises(ClientRefused, match=r"gone@peeters\.be") as refused:
             session.send(
                 export_file(client_settings=client_settings(recipients="gone@peeters.be"))
             )
@@ -228,6 +235,67 @@ def test_a_refused_recipient_is_permanent_and_named(settings, start_smtp):
         session.send(export_file())
     assert "550" in str(refused.value)
     assert [received.rcpt_tos for received in peer.messages] == [["boekhouding@peeters.be"]]
+
+
+@pytest.mark.django_db
+def test_a_refused_mailbox_stops_its_client_while_the_others_mail_goes_on(
+    settings, start_smtp, firm, make_document, client, django_capture_on_commit_callbacks
+):
+    """One client's address is unknown to the mail server (550 5.1.1): over one SMTP
+    connection, that client's integration needs attention with the server's reason and
+    its documents wait without an attempt, while the other client's are mailed. Correcting
+    the address on the Integrations tab sends what waited."""
+    peer = start_smtp(Recorder(refuse={"gone@peeters.be": REFUSED}))
+    point_at(settings, peer.host, peer.port)
+    installation = Installation.objects.create(
+        partner=firm["partner"], connector="email", name="Mail"
+    )
+    peeters, dubois = firm["clients"]
+    refused, working = (
+        Integration.objects.create(
+            client=who,
+            installation=installation,
+            categories=["purchase"],
+            client_settings=client_settings(recipients=address),
+            activated_at=timezone.now() - timezone.timedelta(minutes=5),
+        )
+        for who, address in [(peeters, "gone@peeters.be"), (dubois, "boekhouding@dubois.be")]
+    )
+    for who in (peeters, dubois, peeters, dubois):
+        release(make_document(who, Document.Category.PURCHASE))
+    destination = engine.Destination(installation.pk)
+
+    report = engine.deliver(destination)
+
+    assert (report.stopped, report.delivered, report.waiting, report.dead) == ("", 2, 2, 0)
+    assert peer.handler.connections == 1
+    assert [received.rcpt_tos for received in peer.messages] == [["boekhouding@dubois.be"]] * 2
+    refused.refresh_from_db()
+    assert refused.status == "attention"
+    assert "gone@peeters.be" in refused.last_error and "550 5.1.1" in refused.last_error
+    waiting = ExportJob.objects.filter(integration=refused)
+    assert {(job.status, job.attempts) for job in waiting} == {("pending", 0)}
+    assert not ExportAttempt.objects.filter(job__in=waiting).exists()
+    assert Installation.objects.get(pk=installation.pk).status == "ok"
+    assert Integration.objects.get(pk=working.pk).last_success_at is not None
+    assert engine.due_destinations(installation.pk) == set()
+
+    client.force_login(firm["member"])
+    tab = client.get(reverse("integrations:list", args=[peeters.pk])).content.decode()
+    assert 'class="status status-attention" data-scope="client">Needs attention<' in tab
+    assert "gone@peeters.be" in tab
+
+    edit = reverse("integrations:edit", args=[peeters.pk, refused.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(
+            edit, {"categories": ["purchase"], "client-recipients": "boekhouding@peeters.be"}
+        )
+    assert answer.status_code == 302
+    assert Integration.objects.get(pk=refused.pk).status == "ok"
+    assert engine.deliver(destination).delivered == 2
+    assert [received.rcpt_tos for received in peer.messages][2:] == [
+        ["boekhouding@peeters.be"]
+    ] * 2
 
 
 def test_a_deferred_recipient_is_transient(settings, start_smtp):
@@ -260,7 +328,6 @@ def test_a_silent_server_times_out(settings):
 
 
 # The test server takes a login over plain SMTP; aiosmtpd warns about that.
-@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_wrong_smtp_credentials_need_a_person_and_hide_the_password(settings, start_smtp):
     peer = start_smtp(accounts={"relay": "right-password"})
     point_at(settings, peer.host, peer.port)
@@ -277,7 +344,6 @@ def test_wrong_smtp_credentials_need_a_person_and_hide_the_password(settings, st
     assert len(peer.messages) == 1
 
 
-@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_a_reply_quoting_the_smtp_password_does_not_show_it(settings, start_smtp):
     password = "relay-Pass word!"
     plain = base64.b64encode(f"\0relay\0{password}".encode()).decode()
@@ -287,7 +353,7 @@ def test_a_reply_quoting_the_smtp_password_does_not_show_it(settings, start_smtp
     )
     point_at(settings, peer.host, peer.port)
     settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = "relay", password
-    with pytest.raises(PermanentError) as refused, install().open() as session:
+    with pytest.raises(ClientRefused) as refused, install().open() as session:
         session.send(export_file())
     message = str(refused.value)
     assert "550 5.7.1 Relaying denied for relay/*** (AUTH PLAIN ***)" in message
@@ -319,8 +385,8 @@ def test_other_backends_are_respected(settings, mailoutbox):
     assert [message.to for message in mailoutbox] == [["boekhouding@peeters.be"]]
 
 
-def test_a_client_without_recipients_is_a_permanent_error(peer):
-    with install().open() as session, pytest.raises(PermanentError):
+def test_a_client_without_recipients_is_the_clients_to_correct(peer):
+    with install().open() as session, pytest.raises(ClientRefused, match="No recipient"):
         session.send(export_file(client_settings={}))
 
 

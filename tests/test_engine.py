@@ -8,7 +8,6 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
-from django_q.models import OrmQ
 
 from clients.models import Document
 from clients.release import release
@@ -17,8 +16,9 @@ from exports.models import ExportAttempt, ExportJob
 from extensions import registry
 from extensions.connectors.base import Connector, DestinationRefused, Receipt
 from extensions.models import Installation, Integration
+from tests.peers.workers import queued_deliveries
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("task_queue")]
 
 
 class Clock:
@@ -102,10 +102,6 @@ def jobs_of(installation):
     return ExportJob.objects.filter(installation=installation).order_by("pk")
 
 
-def queued_deliveries() -> list:
-    return [task for task in OrmQ.objects.all() if task.func() == "exports.tasks.deliver"]
-
-
 # --- a drain's time budget ---------------------------------------------------------------
 
 
@@ -143,8 +139,7 @@ def test_the_delivery_task_queues_the_next_one_when_its_budget_is_spent(recorder
     recorder.release(3)
     answer = tasks.deliver(recorder.installation.pk)
     assert (answer["stopped"], answer["delivered"], answer["waiting"]) == ("budget", 1, 2)
-    (queued,) = queued_deliveries()
-    assert queued.task["args"] == (recorder.installation.pk, None)
+    assert queued_deliveries() == [(recorder.installation.pk, None)]
     assert jobs_of(recorder.installation).filter(status="pending").count() == 2
 
 

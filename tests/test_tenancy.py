@@ -32,6 +32,7 @@ ACCESS = {
     "integrations:configure": "firm",
     "integrations:edit": "firm",
     "integrations:remove": "firm",
+    "integrations:test": "firm",
     "exports:resend": "firm",
     "store:index": "firm",
     "store:path_preview": "firm",
@@ -42,6 +43,8 @@ ACCESS = {
     "store:test": "owners",
     "store:active": "owners",
     "store:uninstall": "owners",
+    "store:reconnect": "owners",
+    "store:signin_callback": "owners",
 }
 PUBLIC = {name for name, who in ACCESS.items() if who == "public"}
 

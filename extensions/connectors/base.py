@@ -59,6 +59,16 @@ class DestinationRefused(ConnectorError):
     quota): a person must fix it there, every document would fail alike, so jobs wait."""
 
 
+class ClientRefused(DestinationRefused):
+    """Refused because of one client's settings (its recipient address, its folder): only
+    that client's documents wait for a person, the other clients' go on."""
+
+
+class ClientReauthorizationRequired(ReauthorizationRequired):
+    """One client's own credentials were refused: only that client's documents wait until
+    a person enters them again."""
+
+
 class ConfirmationNeeded(ReauthorizationRequired):
     """The destination showed something a person must accept before anything is sent (a
     server's key). The generic confirmation step shows ``title``, the message, ``facts``
@@ -158,6 +168,8 @@ class Connector(ABC):
     formats: ClassVar[tuple[str, ...]] = (PEPPOL_BIS3,)
     settings_form: ClassVar[type[forms.Form] | None] = None
     client_form: ClassVar[type[forms.Form] | None] = None
+    # A sign-in at the destination's provider instead of typed secrets
+    # (``extensions.signin.OAuthSpec``); None: the settings form holds the credentials.
     oauth: ClassVar[Any] = None
     connection_scope: ClassVar[str] = "installation"
     terms_url: ClassVar[str] = ""
@@ -180,6 +192,12 @@ class Connector(ABC):
     def accepts_labels(cls) -> list[str]:
         return [label for key, label in ACCESS_LABELS.items() if key in cls.accepts]
 
+    @classmethod
+    def accepted(cls, settings: Mapping[str, Any]) -> frozenset[str]:
+        """The categories an installation with these settings exports: ``accepts`` unless a
+        setting switches one off (a drive that sends transaction reports only when asked)."""
+        return cls.accepts
+
     @abstractmethod
     def open(self) -> AbstractContextManager[Session]:
         """Connect once; the context yields a session whose ``send`` serves a whole batch."""
@@ -187,6 +205,13 @@ class Connector(ABC):
     @abstractmethod
     def check(self) -> str:
         """The "Test connection" probe: a sentence saying what worked, or raise."""
+
+    def check_integration(self, destination: Destination) -> str:
+        """The probe of one client's own settings and credentials (``destination``: the
+        installation's overlaid with the integration's), run when the integration is saved
+        and by its *Test connection*: a sentence saying what worked, "" when there is
+        nothing of the client's to check, or raise."""
+        return ""
 
     def facts(self) -> list[tuple[str, str]]:
         """What the Manage page shows of this installation besides the shared facts (a

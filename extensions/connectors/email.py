@@ -31,6 +31,7 @@ from django.utils.translation import gettext_lazy
 
 from extensions.connectors.base import (
     REPORT,
+    ClientRefused,
     Connector,
     ConnectorError,
     ConnectorForm,
@@ -170,9 +171,9 @@ def _smtp_error(exc: BaseException, redactor: Redactor) -> ConnectorError:
                 _("The mail server temporarily refused %(addresses)s (%(detail)s).")
                 % {"addresses": addresses, "detail": detail}
             )
-        # Not DestinationRefused: the addresses are one client's (its integration), not the
-        # installation's, so the other clients' documents must still go.
-        return PermanentError(
+        # The addresses are one client's settings (its integration), not the installation's:
+        # that client waits for a person to correct them, the other clients' mail goes on.
+        return ClientRefused(
             _("The mail server refused the address %(addresses)s (%(detail)s).")
             % {"addresses": addresses, "detail": detail}
         )
@@ -235,7 +236,7 @@ class EmailSession:
         else:
             addresses = split_addresses(client.get("recipients", ""))
         if not addresses:
-            raise PermanentError(_("No recipient address is set for this client."))
+            raise ClientRefused(_("No recipient address is set for this client."))
         return addresses
 
     def message_id(self, export_file: ExportFile) -> str:
@@ -336,6 +337,13 @@ class EmailConnector(Connector):
             connection.open()
         except OSError as exc:
             raise _smtp_error(exc, self.redactor) from None
+        except UnicodeEncodeError:
+            # smtplib logs in in ASCII only, so no server can take this login; the error's
+            # own text would quote a character of the password.
+            raise ReauthorizationRequired(
+                _("The mail server does not support what EMAIL_URL asks for: %(reason)s.")
+                % {"reason": "a user name or password that is not ASCII"}
+            ) from None
         return connection
 
     @contextmanager

@@ -302,3 +302,33 @@ def pytest_runtest_makereport(item, call):
         for cluster in item.stash.get(_LOGS, []):
             report.sections.append((f"{cluster.name} log ({cluster.log})", cluster.tail()))
     return report
+
+
+# --- the task queue, as tests see it -------------------------------------------------------
+
+
+def queued_deliveries() -> list[tuple]:
+    """The arguments of every ``exports.tasks.deliver`` task waiting in the broker the
+    settings name (the database's or Redis), without taking them."""
+    from django_q.brokers import get_broker
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    broker = get_broker()
+    if settings.REDIS_URL:
+        packages = broker.connection.lrange(broker.list_key, 0, -1)
+    else:
+        packages = OrmQ.objects.filter(key=broker.list_key).values_list("payload", flat=True)
+    tasks = [SignedPackage.loads(package) for package in packages]
+    return [tuple(task["args"]) for task in tasks if task["func"] == "exports.tasks.deliver"]
+
+
+@pytest.fixture
+def task_queue():
+    """An empty queue for the test: Redis keeps tasks across tests, the database does not."""
+    from django_q.brokers import get_broker
+
+    broker = get_broker()
+    broker.purge_queue()
+    yield broker
+    broker.purge_queue()

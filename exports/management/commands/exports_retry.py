@@ -10,7 +10,7 @@ from django.utils import timezone
 from clients.progress import Progress
 from exports import engine, tasks
 from exports.models import ExportJob
-from extensions.models import Installation
+from extensions.models import Installation, Integration
 from partnerspace.enterprise import clean_enterprise_number
 
 CHUNK = 1000
@@ -54,13 +54,16 @@ class Command(BaseCommand):
         waiting_on = jobs.filter(installation__status=Installation.Status.ATTENTION).values_list(
             "installation_id", flat=True
         )
+        clients_waiting = jobs.filter(
+            integration__status=Integration.Status.ATTENTION
+        ).values_list("integration_id", flat=True)
         jobs = jobs.filter(status=options["status"])
 
         total = jobs.count()
         if options["dry_run"]:
             self.stdout.write(f"{total} {options['status']} jobs would be sent again.")
             return
-        resumed = engine.resume(set(waiting_on))
+        resumed = engine.resume(set(waiting_on), set(clients_waiting))
         progress = Progress(total, stream=sys.stderr, enabled=total >= CHUNK)
         revived = 0
         ids = jobs.order_by("pk").values_list("pk", flat=True)
