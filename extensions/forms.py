@@ -3,6 +3,7 @@ document types."""
 
 from django import forms
 from django.core import signing
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from clients.models import Document
@@ -49,7 +50,13 @@ class InstallationForm(forms.Form):
             }
         if terms_url:
             self.fields["accept_terms"] = forms.BooleanField(
-                label=_("I accept the terms of this extension"), required=True
+                label=_("I accept the terms of this extension"),
+                required=True,
+                help_text=format_html(
+                    '<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>',
+                    terms_url,
+                    _("Read the terms"),
+                ),
             )
 
 

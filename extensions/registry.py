@@ -15,6 +15,8 @@ CONNECTORS = [
     "extensions.connectors.email.EmailConnector",
     "extensions.connectors.http.HttpConnector",
     "extensions.connectors.gdrive.GoogleDriveConnector",
+    "extensions.connectors.onedrive.OneDriveConnector",
+    "extensions.connectors.dropbox.DropboxConnector",
 ]
 
 

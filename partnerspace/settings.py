@@ -235,6 +235,33 @@ GOOGLE_DRIVE_MULTIPART_MAX_BYTES = env.int(
 )
 GOOGLE_DRIVE_CHUNK_BYTES = env.int("GOOGLE_DRIVE_CHUNK_BYTES", default=8 * 1024 * 1024)
 
+# Dropbox: the operator's app (Dropbox App Console, scoped access, with the permissions
+# account_info.read, files.content.write and files.metadata.read, and the redirect URI
+# https://<portal>/store/signin/callback/). Unset: the Store shows the extension as not
+# available. DROPBOX_BASE_URL replaces every Dropbox origin (a test server, a proxy); files
+# above DROPBOX_UPLOAD_MAX_BYTES (Dropbox's limit: 150 MiB) go in upload sessions.
+DROPBOX_APP_KEY = env.str("DROPBOX_APP_KEY", default="")
+DROPBOX_APP_SECRET = env.str("DROPBOX_APP_SECRET", default="")
+DROPBOX_BASE_URL = env.str("DROPBOX_BASE_URL", default="")
+DROPBOX_UPLOAD_MAX_BYTES = env.int("DROPBOX_UPLOAD_MAX_BYTES", default=150 * 1024 * 1024)
+DROPBOX_CHUNK_BYTES = env.int("DROPBOX_CHUNK_BYTES", default=8 * 1024 * 1024)
+
+# OneDrive for Business: the operator's app registration (Microsoft Entra admin center, a
+# "Web" redirect URI https://<portal>/store/signin/callback/, delegated Graph permissions
+# Files.ReadWrite, offline_access and User.Read). Unset: the Store shows the extension as not
+# available. ONEDRIVE_TENANT is the sign-in authority (organizations: any work or school
+# account; or one tenant's id). MICROSOFT_BASE_URL replaces both Microsoft origins (sign-in
+# and Graph); files above ONEDRIVE_SIMPLE_UPLOAD_MAX_BYTES go in an upload session, in
+# fragments of ONEDRIVE_FRAGMENT_BYTES (rounded down to a multiple of 320 KiB).
+ONEDRIVE_CLIENT_ID = env.str("ONEDRIVE_CLIENT_ID", default="")
+ONEDRIVE_CLIENT_SECRET = env.str("ONEDRIVE_CLIENT_SECRET", default="")
+ONEDRIVE_TENANT = env.str("ONEDRIVE_TENANT", default="organizations")
+MICROSOFT_BASE_URL = env.str("MICROSOFT_BASE_URL", default="")
+ONEDRIVE_SIMPLE_UPLOAD_MAX_BYTES = env.int(
+    "ONEDRIVE_SIMPLE_UPLOAD_MAX_BYTES", default=4 * 1024 * 1024
+)
+ONEDRIVE_FRAGMENT_BYTES = env.int("ONEDRIVE_FRAGMENT_BYTES", default=10 * 1024 * 1024)
+
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")
 DEMO_SFTP_PASSWORD = env.str("DEMO_SFTP_PASSWORD", default="")
 

@@ -19,6 +19,8 @@ pytest_plugins = [
     "tests.peers.smtp",
     "tests.peers.http",
     "tests.peers.google",
+    "tests.peers.dropbox",
+    "tests.peers.microsoft",
     "tests.peers.workers",
     "tests.peppol_examples",
 ]

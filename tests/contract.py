@@ -566,6 +566,154 @@ def _gdrive() -> Entry:
     )
 
 
+@entry("dropbox")
+def _dropbox() -> Entry:
+    """Secrets come from a Dropbox sign-in, not a form: a refresh token the peer issued
+    stands for a past sign-in, and the connector renews its access token from it."""
+
+    def dropbox(peers, url, **secrets):
+        settings = peers["settings"]
+        app_secret = settings.DROPBOX_APP_SECRET or "dropbox-operator-app/secret"
+
+        def apply():
+            settings.DROPBOX_BASE_URL = url
+            settings.DROPBOX_APP_KEY = settings.DROPBOX_APP_KEY or "app-key"
+            settings.DROPBOX_APP_SECRET = app_secret
+
+        return Config(
+            {"account": "lambert@example.com", "include_reports": False},
+            secrets,
+            hidden=(app_secret,),
+            apply=apply,
+        )
+
+    def live(peers):
+        peer = peers["dropbox_peer"]
+        refresh = "contract-refresh/" + os.urandom(6).hex()
+        peer.refresh_tokens.add(refresh)  # as a sign-in on the peer would have left it
+        return dropbox(peers, peer.url, refresh_token=refresh)
+
+    def unreachable(peers, port):
+        return dropbox(
+            peers,
+            f"http://127.0.0.1:{port}",
+            access_token="sl.unreachable/access token",
+            refresh_token="unreachable/refresh token",
+            expires_at=time.time() + 3600,
+        )
+
+    def wrong_credentials(peers):
+        """A refresh token Dropbox revoked, with no access token or with one it refuses."""
+        peer = peers["dropbox_peer"]
+        revoked = {"refresh_token": "revoked/refresh token"}
+        return [
+            dropbox(peers, peer.url, **revoked),
+            dropbox(
+                peers,
+                peer.url,
+                access_token="sl.refused/access token",
+                expires_at=time.time() + 3600,
+                **revoked,
+            ),
+        ]
+
+    return Entry(
+        sample=Config(
+            {"account": "lambert@example.com", "include_reports": False},
+            {
+                "access_token": "sl.stored-access/token 1",
+                "refresh_token": "stored-refresh/token 2",
+                "expires_at": 1_900_000_000.0,
+            },
+        ),
+        rebind={"account": "someone@elsewhere.example"},
+        peers=("dropbox_peer",),
+        live=live,
+        unreachable=unreachable,
+        wrong_credentials=wrong_credentials,
+        copies=lambda peers: [
+            Copy(path, content) for path, content in peers["dropbox_peer"].tree().items()
+        ],
+        receiver_deduplicates=False,
+        one_means="one file: the retry meets the first at its path and finds it is ours",
+    )
+
+
+@entry("onedrive")
+def _onedrive() -> Entry:
+    """Secrets come from a Microsoft sign-in, not a form: a refresh token the peer issued
+    stands for a past sign-in; every renewal rotates it, and the newest must be kept."""
+
+    def microsoft(peers, url, **secrets):
+        settings = peers["settings"]
+        client_secret = settings.ONEDRIVE_CLIENT_SECRET or "Mq~8Q~operator-app/secret"
+
+        def apply():
+            settings.MICROSOFT_BASE_URL = url
+            settings.ONEDRIVE_CLIENT_ID = settings.ONEDRIVE_CLIENT_ID or "app-id"
+            settings.ONEDRIVE_CLIENT_SECRET = client_secret
+
+        return Config(
+            {"account": "lambert@lambert-boekhouding.be", "include_reports": False},
+            secrets,
+            hidden=(client_secret,),
+            apply=apply,
+        )
+
+    def live(peers):
+        peer = peers["microsoft_peer"]
+        refresh = "R.contract-refresh/" + os.urandom(6).hex()
+        peer.refresh_tokens.add(refresh)  # as a sign-in on the peer would have left it
+        return microsoft(peers, peer.url, refresh_token=refresh)
+
+    def unreachable(peers, port):
+        return microsoft(
+            peers,
+            f"http://127.0.0.1:{port}",
+            access_token="eyJ0.unreachable/access token",
+            refresh_token="R.unreachable/refresh token",
+            expires_at=time.time() + 3600,
+        )
+
+    def wrong_credentials(peers):
+        """A revoked refresh token, with no access token or with one Graph refuses."""
+        peer = peers["microsoft_peer"]
+        revoked = {"refresh_token": "R.revoked/refresh token"}
+        return [
+            microsoft(peers, peer.url, **revoked),
+            microsoft(
+                peers,
+                peer.url,
+                access_token="eyJ0.refused/access token",
+                expires_at=time.time() + 3600,
+                **revoked,
+            ),
+        ]
+
+    return Entry(
+        sample=Config(
+            {"account": "lambert@lambert-boekhouding.be", "include_reports": False},
+            {
+                "access_token": "eyJ0.stored-access/token 1",
+                "refresh_token": "R.stored-refresh/token 2",
+                "expires_at": 1_900_000_000.0,
+            },
+        ),
+        rebind={"account": "someone@elsewhere.example"},
+        peers=("microsoft_peer",),
+        live=live,
+        unreachable=unreachable,
+        wrong_credentials=wrong_credentials,
+        copies=lambda peers: [
+            Copy(path, content)
+            for path, content in peers["microsoft_peer"].tree().items()
+            if content is not None
+        ],
+        receiver_deduplicates=False,
+        one_means="one item: the retry writes the same path with conflictBehavior=replace",
+    )
+
+
 # --- a destination in memory, for tests of the engine -----------------------------------
 
 

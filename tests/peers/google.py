@@ -25,15 +25,21 @@ Every API call needs ``Authorization: Bearer <live token>`` (401 with Google's e
 otherwise). ``peer.fail(status, reason=, retry_after=)`` queues an error answer for the
 next API call; ``peer.lose_next_answer`` makes the next upload create its file and close
 the connection without answering; ``peer.delay`` slows every request down.
+``peer.rate_limit`` (requests per second, 0 = off, the default) answers Drive API calls
+above it within any one second with 429 ``rateLimitExceeded`` and ``Retry-After`` (whole
+seconds, until the window has room again), as Google's usage limits do; ``peer.limited``
+counts those answers. Sign-in and token calls are not limited.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -160,6 +166,9 @@ def _multipart_parts(boundary: str, body: bytes):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 10
+    # An answer's headers and body are written apart: with Nagle's algorithm the body
+    # would wait for the client's delayed ACK (about 40 ms on Linux) on every request.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format, *args):
@@ -191,6 +200,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read()
         with peer.lock:
             peer.requests.append((self.command, parts.path, query, dict(self.headers), body))
+        if peer.rate_limit and parts.path.startswith(("/drive/", "/upload/")):
+            wait = peer.over_limit()
+            if wait is not None:
+                headers = {"Retry-After": str(max(1, math.ceil(wait)))}
+                error = google_error(
+                    429, "rateLimitExceeded", "Rate Limit Exceeded", domain="usageLimits"
+                )
+                return self._answer(429, error, headers)
         route = {
             ("GET", "/o/oauth2/v2/auth"): self.authorize,
             ("POST", "/token"): self.token,
@@ -570,6 +587,9 @@ class GooglePeer:
         self.consent = True
         self.token_lifetime = 3599
         self.delay = 0.0
+        self.rate_limit = 0.0  # Drive API requests per second; 0: no limit
+        self.limited = 0  # answers 429 for the rate limit
+        self.admitted: deque[float] = deque()  # when the requests of the last second came
         self.codes: dict[str, str] = {}
         self.refresh_tokens: set[str] = set()
         self.access_tokens: dict[str, float] = {}
@@ -587,6 +607,19 @@ class GooglePeer:
     def url(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def over_limit(self) -> float | None:
+        """None when one more request fits in the last second (and it is counted), else
+        the seconds until it would."""
+        now = time.monotonic()
+        with self.lock:
+            while self.admitted and self.admitted[0] <= now - 1.0:
+                self.admitted.popleft()
+            if len(self.admitted) < self.rate_limit:
+                self.admitted.append(now)
+                return None
+            self.limited += 1
+            return self.admitted[0] + 1.0 - now
 
     def fail(self, status: int, reason: str = "backendError", retry_after: int | None = None):
         with self.lock:
