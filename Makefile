@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup peers bench-tools run test faults bench bench-short lint format messages migrate clean
+.PHONY: setup peers bench-tools run test faults bench bench-short bench-cloud lint format messages migrate clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,9 +55,17 @@ bench: setup bench-tools
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/pages.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/cloud_throughput.py
 
 bench-short: setup bench-tools
 	$(BIN)/python bench/sftp_throughput.py --documents 300 --clients 30
+
+# Cloud drives' APIs (local fakes: 30 ms a request, 100 requests/s, 429 above it).
+bench-cloud: setup
+	$(BIN)/python bench/cloud_throughput.py --provider gdrive
+	$(BIN)/python bench/cloud_throughput.py --provider gdrive --connections 8
+	$(BIN)/python bench/cloud_throughput.py --provider dropbox
+	$(BIN)/python bench/cloud_throughput.py --provider onedrive
 
 lint: setup
 	$(BIN)/ruff check .

@@ -23,6 +23,7 @@ from clients.release import release
 from exports import engine
 from exports.models import ExportJob
 from extensions import registry
+from extensions.connectors import gdrive
 from extensions.connectors.gdrive import GoogleDriveConnector, google_url, quoted
 from extensions.models import Installation, Integration
 from extensions.paths import file_name
@@ -409,6 +410,44 @@ def test_rate_limits_retry_after_the_servers_delay(
     assert installation.status != Installation.Status.RECONNECT
     ExportJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
     assert deliver(installation).delivered == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "retry_after"),
+    [(429, "rateLimitExceeded", 1), (403, "userRateLimitExceeded", None)],
+)
+def test_a_short_rate_limit_is_waited_out_on_the_connection(
+    owner, firm, google_peer, make_client, make_document, status, reason, retry_after
+):
+    installation = install(owner, google_peer)
+    company = make_client(firm["partner"], "Steady BV")
+    activate(owner, installation, company)
+    document = make_document(company, Document.Category.PURCHASE)
+    release(document)
+    google_peer.fail(status, reason, retry_after=retry_after)
+
+    report = deliver(installation)
+    assert report.delivered == 1 and not report.stopped  # waited out on the connection
+    job = ExportJob.objects.get(document=document)
+    assert job.status == ExportJob.Status.DELIVERED and job.attempts == 1
+    path = f"{client_folder(company)}/AP/{file_name(document)}"
+    assert google_peer.tree()[path] == content(document)
+
+
+def test_a_rate_limit_that_never_ends_goes_back_to_the_engine(
+    owner, firm, google_peer, make_client, make_document
+):
+    """ "Retry-After: 0" again and again: a few tries on the connection, then the job is
+    retried later like any transient failure, instead of holding the worker."""
+    installation = install(owner, google_peer)
+    company = make_client(firm["partner"], "Busy BV")
+    activate(owner, installation, company)
+    release(make_document(company, Document.Category.PURCHASE))
+    for _ in range(10):
+        google_peer.fail(429, "rateLimitExceeded", retry_after=0)
+    report = deliver(installation)
+    assert report.stopped == "transient" and report.delivered == 0
+    assert len(google_peer.failures) == 10 - gdrive.RATE_LIMIT_TRIES
 
 
 def test_no_token_appears_in_an_error(owner, firm, google_peer, make_client, make_document):

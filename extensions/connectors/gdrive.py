@@ -30,7 +30,11 @@ https://developers.google.com/drive/api/guides):
   resumable session, sent in chunks of a multiple of 256 KiB. Both thresholds are
   settings (``GOOGLE_DRIVE_MULTIPART_MAX_BYTES``, ``GOOGLE_DRIVE_CHUNK_BYTES``).
 * **Errors** (``error.errors[].reason`` in the JSON answer): 403 with a rate-limit reason,
-  429 and 5xx are transient (``Retry-After`` honoured when sent); 401 renews the access
+  429 and 5xx are transient (``Retry-After`` honoured when sent). A rate limit is first
+  waited out on the connection, as Google's guide asks (exponential backoff from about a
+  second when no ``Retry-After`` is sent), while the waits of one request add up to at
+  most ``RATE_LIMIT_WAIT_SECONDS``: the batch goes on instead of waiting for the engine's
+  retry a minute later; a longer wait is left to the engine. 401 renews the access
   token once and repeats the request, a second 401 needs a new sign-in; a refused or
   revoked refresh token (``invalid_grant``) is *Reconnect needed*, the documents wait;
   ``storageQuotaExceeded`` waits for the firm to free space (*Needs attention*).
@@ -42,6 +46,8 @@ https://developers.google.com/drive/api/guides):
 from __future__ import annotations
 
 import json
+import random
+import time
 import uuid
 from contextlib import contextmanager
 from typing import ClassVar
@@ -76,6 +82,8 @@ DOCUMENT_PROPERTY = "partnerspaceDocument"
 SCOPE = ("https://www.googleapis.com/auth/drive.file", "email")
 RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
 QUOTA_REASONS = frozenset({"storageQuotaExceeded", "quotaExceeded"})
+RATE_LIMIT_WAIT_SECONDS = 10.0  # of one request's waits on the connection, at most
+RATE_LIMIT_TRIES = 6  # of one request, however short the waits
 MULTIPART_MAX_BYTES = 5 * 1024 * 1024
 CHUNK_BYTES = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 CHUNK_UNIT = 256 * 1024
@@ -126,6 +134,10 @@ class GoogleDriveSettingsForm(ConnectorForm):
     )
 
 
+class RateLimited(TransientError):
+    """Drive asks to slow down (429, or 403 with a rate-limit reason)."""
+
+
 class DriveApi(ApiClient):
     """Drive's own meaning of its answers: which 403s are rate limits or a full Drive."""
 
@@ -139,8 +151,8 @@ class DriveApi(ApiClient):
                 for item in error.get("errors") or ()
                 if isinstance(item, dict)
             }
-        if response.status == 403 and reasons & RATE_LIMIT_REASONS:
-            return TransientError(
+        if response.status == 429 or (response.status == 403 and reasons & RATE_LIMIT_REASONS):
+            return RateLimited(
                 _("Google Drive asks to slow down (%(message)s).")
                 % {"message": self.describe(response)},
                 retry_after=retry_after(response.headers.get("Retry-After")),
@@ -165,7 +177,25 @@ class DriveSession:
     # --- requests with the access token ---
 
     def call(self, method: str, url: str, *, headers=None, accept=(), **kwargs) -> Response:
-        """One request with a fresh token; a 401 renews the token once and repeats it."""
+        """One request with a fresh token; a 401 renews the token once and repeats it, a
+        rate limit is waited out here while the waits stay short (then raised)."""
+        waited, backoff, tries = 0.0, 1.0, 0
+        while True:
+            tries += 1
+            try:
+                return self._call(method, url, headers=headers, accept=accept, **kwargs)
+            except RateLimited as exc:
+                wait = exc.retry_after
+                if wait is None:
+                    wait = backoff + random.uniform(0, 1)  # noqa: S311 - spreading, not security
+                    backoff *= 2
+                # A server answering "Retry-After: 0" again and again must not hold us here.
+                if tries >= RATE_LIMIT_TRIES or waited + wait > RATE_LIMIT_WAIT_SECONDS:
+                    raise
+                time.sleep(wait)
+                waited += wait
+
+    def _call(self, method: str, url: str, *, headers=None, accept=(), **kwargs) -> Response:
         for attempt in (1, 2):
             if not self.token or attempt == 2:
                 self.token = signin.access_token(
