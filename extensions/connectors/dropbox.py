@@ -51,7 +51,6 @@ import re
 from contextlib import contextmanager
 from typing import ClassVar
 
-from django import forms
 from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -60,11 +59,6 @@ from social_core.backends.dropbox import DropboxOAuth2V2
 from extensions import signin
 from extensions.api import ApiClient, Response, retry_after
 from extensions.connectors.base import (
-    PURCHASE,
-    REPORT,
-    SALES,
-    Connector,
-    ConnectorForm,
     DestinationRefused,
     ExportFile,
     PermanentError,
@@ -72,9 +66,8 @@ from extensions.connectors.base import (
     Receipt,
     TransientError,
 )
+from extensions.connectors.cloud import ROOT_FOLDER, CloudDrive
 
-ROOT_FOLDER = "Invoice_import"
-SUBFOLDERS = {PURCHASE: "AP", SALES: "AR", REPORT: "CODA"}
 SCOPE = ("account_info.read", "files.content.write", "files.metadata.read")
 UPLOAD_MAX_BYTES = 150 * 1024 * 1024  # Dropbox's limit for one upload request
 CHUNK_BYTES = 8 * 1024 * 1024  # a multiple of 4 MiB, as Dropbox advises for sessions
@@ -142,14 +135,6 @@ class DropboxOAuth2(signin.GuardedBackend, DropboxOAuth2V2):
             headers={"Authorization": f"Bearer {access_token}"},
             method="POST",
         )
-
-
-class DropboxSettingsForm(ConnectorForm):
-    include_reports = forms.BooleanField(
-        label=gettext_lazy("Also export transaction reports (CODA)"),
-        required=False,
-        help_text=gettext_lazy("They go to the CODA folder of each client."),
-    )
 
 
 class DropboxApi(ApiClient):
@@ -323,15 +308,13 @@ class DropboxSession:
         )
 
 
-class DropboxConnector(Connector):
+class DropboxConnector(CloudDrive):
     key = "dropbox"
     name = "Dropbox"
     description = gettext_lazy(
         "Puts every document in your Dropbox, one folder per client, after you sign in with "
         "Dropbox."
     )
-    category = "storage"
-    settings_form = DropboxSettingsForm
     binding_fields = ("account",)
     terms_url = "https://www.dropbox.com/terms"
     writes = gettext_lazy(
@@ -353,12 +336,6 @@ class DropboxConnector(Connector):
         unavailable=gettext_lazy("The operator has not configured Dropbox sign-in."),
     )
 
-    @classmethod
-    def accepted(cls, settings):
-        if settings.get("include_reports"):
-            return cls.accepts
-        return cls.accepts - {REPORT}
-
     @staticmethod
     def upload_max_bytes() -> int:
         """Above it, an upload session; never above what one request may carry."""
@@ -369,13 +346,6 @@ class DropboxConnector(Connector):
     def chunk_bytes() -> int:
         size = getattr(settings, "DROPBOX_CHUNK_BYTES", None) or CHUNK_BYTES
         return max(1, min(size, UPLOAD_MAX_BYTES))
-
-    def folder_template(self, client_settings, category):
-        return f"{ROOT_FOLDER}/[company_name]_[vat_number]/{SUBFOLDERS[category]}/"
-
-    def facts(self):
-        account = self.destination.settings.get("account")
-        return [(_("Connected as"), account)] if account else []
 
     def api(self) -> DropboxApi:
         return DropboxApi(

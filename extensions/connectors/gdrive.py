@@ -52,7 +52,6 @@ import uuid
 from contextlib import contextmanager
 from typing import ClassVar
 
-from django import forms
 from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -61,20 +60,14 @@ from social_core.backends.google import GoogleOAuth2
 from extensions import signin
 from extensions.api import ApiClient, Response, retry_after
 from extensions.connectors.base import (
-    PURCHASE,
-    REPORT,
-    SALES,
-    Connector,
-    ConnectorForm,
     DestinationRefused,
     ExportFile,
     ReauthorizationRequired,
     Receipt,
     TransientError,
 )
+from extensions.connectors.cloud import ROOT_FOLDER, CloudDrive
 
-ROOT_FOLDER = "Invoice_import"
-SUBFOLDERS = {PURCHASE: "AP", SALES: "AR", REPORT: "CODA"}
 FOLDER_TYPE = "application/vnd.google-apps.folder"
 KEY_PROPERTY = "partnerspaceKey"  # the export job's: one file per document and integration
 SEND_PROPERTY = "partnerspaceSend"  # the send's idempotency key: new after a Re-send
@@ -124,14 +117,6 @@ class GoogleDriveOAuth2(signin.GuardedBackend, GoogleOAuth2):
             google_url("apis", "/oauth2/v3/userinfo"),
             headers={"Authorization": f"Bearer {access_token}"},
         )
-
-
-class GoogleDriveSettingsForm(ConnectorForm):
-    include_reports = forms.BooleanField(
-        label=gettext_lazy("Also export transaction reports (CODA)"),
-        required=False,
-        help_text=gettext_lazy("They go to the CODA folder of each client."),
-    )
 
 
 class RateLimited(TransientError):
@@ -368,15 +353,13 @@ class DriveSession:
                 raise TransientError(_("Google Drive did not finish the upload."))
 
 
-class GoogleDriveConnector(Connector):
+class GoogleDriveConnector(CloudDrive):
     key = "gdrive"
     name = gettext_lazy("Google Drive")
     description = gettext_lazy(
         "Puts every document in your Google Drive, one folder per client, after you sign in "
         "with Google."
     )
-    category = "storage"
-    settings_form = GoogleDriveSettingsForm
     binding_fields = ("account",)
     writes = gettext_lazy(
         "Creates the folder Invoice_import in your Google Drive, one folder per client in it, "
@@ -399,12 +382,6 @@ class GoogleDriveConnector(Connector):
         unavailable=gettext_lazy("The operator has not configured Google sign-in."),
     )
 
-    @classmethod
-    def accepted(cls, settings):
-        if settings.get("include_reports"):
-            return cls.accepts
-        return cls.accepts - {REPORT}
-
     @staticmethod
     def multipart_max_bytes() -> int:
         return getattr(settings, "GOOGLE_DRIVE_MULTIPART_MAX_BYTES", None) or MULTIPART_MAX_BYTES
@@ -413,13 +390,6 @@ class GoogleDriveConnector(Connector):
     def chunk_bytes() -> int:
         size = getattr(settings, "GOOGLE_DRIVE_CHUNK_BYTES", None) or CHUNK_BYTES
         return max(CHUNK_UNIT, size - size % CHUNK_UNIT)
-
-    def folder_template(self, client_settings, category):
-        return f"{ROOT_FOLDER}/[company_name]_[vat_number]/{SUBFOLDERS[category]}/"
-
-    def facts(self):
-        account = self.destination.settings.get("account")
-        return [(_("Connected as"), account)] if account else []
 
     def api(self) -> DriveApi:
         return DriveApi(

@@ -49,7 +49,6 @@ from contextlib import contextmanager
 from typing import ClassVar
 from urllib.parse import quote
 
-from django import forms
 from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -58,20 +57,14 @@ from social_core.backends.microsoft import MicrosoftOAuth2
 from extensions import signin
 from extensions.api import ApiClient, Response, retry_after
 from extensions.connectors.base import (
-    PURCHASE,
-    REPORT,
-    SALES,
-    Connector,
-    ConnectorForm,
     DestinationRefused,
     ExportFile,
     ReauthorizationRequired,
     Receipt,
     TransientError,
 )
+from extensions.connectors.cloud import ROOT_FOLDER, CloudDrive
 
-ROOT_FOLDER = "Invoice_import"
-SUBFOLDERS = {PURCHASE: "AP", SALES: "AR", REPORT: "CODA"}
 SCOPE = ("Files.ReadWrite", "offline_access", "User.Read")
 REPLACE = "@microsoft.graph.conflictBehavior=replace"
 SIMPLE_UPLOAD_MAX_BYTES = 4 * 1024 * 1024
@@ -128,14 +121,6 @@ class OneDriveOAuth2(signin.GuardedBackend, MicrosoftOAuth2):
             microsoft_url("graph", "/v1.0/me"),
             headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
         )
-
-
-class OneDriveSettingsForm(ConnectorForm):
-    include_reports = forms.BooleanField(
-        label=gettext_lazy("Also export transaction reports (CODA)"),
-        required=False,
-        help_text=gettext_lazy("They go to the CODA folder of each client."),
-    )
 
 
 def _codes(response: Response) -> set[str]:
@@ -285,15 +270,13 @@ def _next_offset(response: Response, offset: int, end: int) -> int:
     return following
 
 
-class OneDriveConnector(Connector):
+class OneDriveConnector(CloudDrive):
     key = "onedrive"
     name = gettext_lazy("OneDrive for Business")
     description = gettext_lazy(
         "Puts every document in your OneDrive for Business, one folder per client, after you "
         "sign in with Microsoft."
     )
-    category = "storage"
-    settings_form = OneDriveSettingsForm
     binding_fields = ("account",)
     terms_url = TERMS_URL
     writes = gettext_lazy(
@@ -316,12 +299,6 @@ class OneDriveConnector(Connector):
         account=account_of,
     )
 
-    @classmethod
-    def accepted(cls, settings):
-        if settings.get("include_reports"):
-            return cls.accepts
-        return cls.accepts - {REPORT}
-
     @staticmethod
     def simple_upload_max_bytes() -> int:
         configured = getattr(settings, "ONEDRIVE_SIMPLE_UPLOAD_MAX_BYTES", None)
@@ -331,13 +308,6 @@ class OneDriveConnector(Connector):
     def fragment_bytes() -> int:
         size = getattr(settings, "ONEDRIVE_FRAGMENT_BYTES", None) or FRAGMENT_BYTES
         return max(FRAGMENT_UNIT, size - size % FRAGMENT_UNIT)
-
-    def folder_template(self, client_settings, category):
-        return f"{ROOT_FOLDER}/[company_name]_[vat_number]/{SUBFOLDERS[category]}/"
-
-    def facts(self):
-        account = self.destination.settings.get("account")
-        return [(_("Connected as"), account)] if account else []
 
     @contextmanager
     def open(self):
