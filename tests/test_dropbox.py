@@ -10,7 +10,6 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core import checks
@@ -29,13 +28,12 @@ from extensions.connectors.dropbox import (
     dropbox_url,
     header_arg,
 )
-from extensions.models import Installation, Integration
+from extensions.models import Installation
 from extensions.paths import file_name
 from extensions.pending import SESSION_KEY
+from tests.drives import activate, at_provider, back_from_provider, client_folder, content, deliver
 
 pytestmark = pytest.mark.django_db
-
-ROOT = "Invoice_import"
 
 
 @pytest.fixture(autouse=True)
@@ -68,49 +66,15 @@ def start_install(client, accept_terms=True, **settings):
     return client.post(reverse("store:configure", args=["dropbox"]), data)
 
 
-def at_dropbox(peer, start):
-    """Follow the redirect to Dropbox's sign-in page; its answer: where it sends back."""
-    assert start.status_code == 302, start.content.decode()[:500]
-    location = start["Location"]
-    assert location.startswith(peer.url + "/oauth2/authorize?")
-    answer = requests.get(location, allow_redirects=False, timeout=10)
-    assert answer.status_code == 302, answer.text
-    return urlsplit(answer.headers["Location"])
-
-
-def back_from_dropbox(client, back):
-    assert back.path == reverse("store:signin_callback")
-    return client.get(back.path, parse_qs(back.query))
+def at_provider_of(peer, start):
+    return at_provider(start, peer.url + "/oauth2/authorize")
 
 
 def install(client, peer, **settings) -> Installation:
-    response = back_from_dropbox(client, at_dropbox(peer, start_install(client, **settings)))
+    response = back_from_provider(client, at_provider_of(peer, start_install(client, **settings)))
     assert response.status_code == 302, response.content.decode()[:2000]
     assert response["Location"] == reverse("clients:list")
     return Installation.objects.get(connector="dropbox")
-
-
-def activate(client, installation, company):
-    """The Integrations tab: add the extension for a client; nothing to type."""
-    url = reverse("integrations:configure", args=[company.pk, installation.pk])
-    page = client.get(url).content.decode()
-    assert 'name="client-' not in page
-    response = client.post(url, {"categories": ["purchase", "sales", "report"]})
-    assert response.status_code == 302
-    return Integration.objects.get(client=company, installation=installation)
-
-
-def deliver(installation):
-    return engine.deliver(engine.Destination(installation.pk))
-
-
-def client_folder(company):
-    return f"{ROOT}/{company.name}_{company.vat_number}"
-
-
-def content(document):
-    with document.file.open("rb") as stored:
-        return stored.read()
 
 
 def ready(owner, firm, peer, make_client, name, **settings):
@@ -173,7 +137,7 @@ def test_sign_in_installs_and_shows_the_account(owner, firm, dropbox_peer):
     assert sent["client_id"] == [dropbox_peer.app_key]
     assert "files.content.write" in sent["scope"][0].split()
 
-    response = back_from_dropbox(owner, at_dropbox(dropbox_peer, start))
+    response = back_from_provider(owner, at_provider_of(dropbox_peer, start))
     assert response.status_code == 302 and response["Location"] == reverse("clients:list")
     page = owner.get(response["Location"]).content.decode()
     assert "Installation succeeded." in page
@@ -203,7 +167,7 @@ def test_the_terms_must_be_accepted_before_signing_in(owner, dropbox_peer):
 
 def test_cancelled_sign_in_changes_nothing(owner, dropbox_peer):
     dropbox_peer.consent = False
-    response = back_from_dropbox(owner, at_dropbox(dropbox_peer, start_install(owner)))
+    response = back_from_provider(owner, at_provider_of(dropbox_peer, start_install(owner)))
     assert response["Location"] == reverse("store:extension", args=["dropbox"])
     assert "Sign-in was cancelled" in owner.get(response["Location"]).content.decode()
     assert not Installation.objects.filter(connector="dropbox").exists()
@@ -211,7 +175,7 @@ def test_cancelled_sign_in_changes_nothing(owner, dropbox_peer):
 
 
 def test_a_state_that_does_not_match_is_refused(owner, dropbox_peer):
-    back = at_dropbox(dropbox_peer, start_install(owner))
+    back = at_provider_of(dropbox_peer, start_install(owner))
     answer = parse_qs(back.query)
     forged = {**answer, "state": ["forged-" + answer["state"][0]]}
     assert owner.get(back.path, forged).status_code == 403
@@ -335,7 +299,7 @@ def test_a_revoked_grant_waits_for_reconnect_then_sends(
     assert job.status == ExportJob.Status.PENDING and job.attempts == 0  # nothing lost
 
     start = owner.post(reverse("store:reconnect", args=[installation.pk]))
-    response = back_from_dropbox(owner, at_dropbox(dropbox_peer, start))
+    response = back_from_provider(owner, at_provider_of(dropbox_peer, start))
     assert response["Location"] == installation.get_absolute_url()
     assert "Configuration saved." in owner.get(response["Location"]).content.decode()
     installation.refresh_from_db()

@@ -20,7 +20,6 @@ from django.utils import timezone, translation
 
 from clients.models import Document
 from clients.release import release
-from exports import engine
 from exports.models import ExportJob
 from extensions import registry
 from extensions.connectors import gdrive
@@ -28,10 +27,10 @@ from extensions.connectors.gdrive import GoogleDriveConnector, google_url, quote
 from extensions.models import Installation, Integration
 from extensions.paths import file_name
 from extensions.pending import SESSION_KEY
+from tests.drives import activate, at_provider, back_from_provider, client_folder, content, deliver
 
+ROOT = "Invoice_import"  # as the product's guide names it
 pytestmark = pytest.mark.django_db
-
-ROOT = "Invoice_import"
 
 
 @pytest.fixture(autouse=True)
@@ -61,49 +60,15 @@ def start_install(client, **settings):
     )
 
 
-def at_google(peer, start):
-    """Follow the redirect to Google's sign-in page; Google's answer: where it sends back."""
-    assert start.status_code == 302, start.content.decode()[:500]
-    location = start["Location"]
-    assert location.startswith(peer.url + "/o/oauth2/v2/auth?")
-    answer = requests.get(location, allow_redirects=False, timeout=10)
-    assert answer.status_code == 302, answer.text
-    return urlsplit(answer.headers["Location"])
-
-
-def back_from_google(client, back):
-    assert back.path == reverse("store:signin_callback")
-    return client.get(back.path, parse_qs(back.query))
+def at_provider_of(peer, start):
+    return at_provider(start, peer.url + "/o/oauth2/v2/auth")
 
 
 def install(client, peer, **settings) -> Installation:
-    response = back_from_google(client, at_google(peer, start_install(client, **settings)))
+    response = back_from_provider(client, at_provider_of(peer, start_install(client, **settings)))
     assert response.status_code == 302, response.content.decode()[:2000]
     assert response["Location"] == reverse("clients:list")
     return Installation.objects.get(connector="gdrive")
-
-
-def activate(client, installation, company):
-    """The Integrations tab: add the extension for a client; nothing to type."""
-    url = reverse("integrations:configure", args=[company.pk, installation.pk])
-    page = client.get(url).content.decode()
-    assert 'name="client-' not in page
-    response = client.post(url, {"categories": ["purchase", "sales", "report"]})
-    assert response.status_code == 302
-    return Integration.objects.get(client=company, installation=installation)
-
-
-def deliver(installation):
-    return engine.deliver(engine.Destination(installation.pk))
-
-
-def client_folder(company):
-    return f"{ROOT}/{company.name}_{company.vat_number}"
-
-
-def content(document):
-    with document.file.open("rb") as stored:
-        return stored.read()
 
 
 # --- the registry --------------------------------------------------------------------
@@ -131,7 +96,7 @@ def test_sign_in_installs_and_shows_the_account(owner, firm, google_peer):
     assert "https://www.googleapis.com/auth/drive.file" in sent["scope"][0].split()
     assert sent["client_id"] == [google_peer.client_id]
 
-    response = back_from_google(owner, at_google(google_peer, start))
+    response = back_from_provider(owner, at_provider_of(google_peer, start))
     assert response.status_code == 302 and response["Location"] == reverse("clients:list")
     page = owner.get(response["Location"]).content.decode()
     assert "Installation succeeded." in page
@@ -160,7 +125,7 @@ def test_sign_in_installs_and_shows_the_account(owner, firm, google_peer):
 
 def test_cancelled_sign_in_changes_nothing(owner, google_peer):
     google_peer.consent = False
-    response = back_from_google(owner, at_google(google_peer, start_install(owner)))
+    response = back_from_provider(owner, at_provider_of(google_peer, start_install(owner)))
     assert response["Location"] == reverse("store:extension", args=["gdrive"])
     assert "Sign-in was cancelled" in owner.get(response["Location"]).content.decode()
     assert not Installation.objects.filter(connector="gdrive").exists()
@@ -168,7 +133,7 @@ def test_cancelled_sign_in_changes_nothing(owner, google_peer):
 
 
 def test_a_state_that_does_not_match_is_refused_and_spends_the_sign_in(owner, google_peer):
-    back = at_google(google_peer, start_install(owner))
+    back = at_provider_of(google_peer, start_install(owner))
     answer = parse_qs(back.query)
     forged = {**answer, "state": ["forged-" + answer["state"][0]]}
     assert owner.get(back.path, forged).status_code == 403
@@ -183,9 +148,9 @@ def test_a_state_that_does_not_match_is_refused_and_spends_the_sign_in(owner, go
 
 def test_a_member_cannot_finish_an_owners_sign_in(client, firm, google_peer):
     client.force_login(firm["owner"])
-    back = at_google(google_peer, start_install(client))
+    back = at_provider_of(google_peer, start_install(client))
     client.force_login(firm["member"])
-    assert back_from_google(client, back).status_code == 403
+    assert back_from_provider(client, back).status_code == 403
     assert not Installation.objects.filter(connector="gdrive").exists()
 
 
@@ -302,7 +267,7 @@ def test_a_revoked_grant_waits_for_reconnect_then_sends(
     assert job.status == ExportJob.Status.PENDING and job.attempts == 0  # nothing lost
 
     start = owner.post(reverse("store:reconnect", args=[installation.pk]))
-    response = back_from_google(owner, at_google(google_peer, start))
+    response = back_from_provider(owner, at_provider_of(google_peer, start))
     assert response["Location"] == installation.get_absolute_url()
     page = owner.get(response["Location"]).content.decode()
     assert "Configuration saved." in page, page[page.find("<main") : page.find("<main") + 1500]
@@ -581,9 +546,9 @@ def test_without_a_base_url_the_addresses_are_googles(settings):
 
 
 def test_the_token_request_goes_through_the_outbound_guard(owner, google_peer, settings):
-    back = at_google(google_peer, start_install(owner))
+    back = at_provider_of(google_peer, start_install(owner))
     settings.EXPORT_ALLOW_PRIVATE_HOSTS = False  # the test server is on loopback
-    response = back_from_google(owner, back)
+    response = back_from_provider(owner, back)
     assert response["Location"] == reverse("store:extension", args=["gdrive"])
     page = owner.get(response["Location"]).content.decode()
     assert "loopback address; exports to private networks are disabled" in page

@@ -20,17 +20,17 @@ from django.utils import timezone, translation
 
 from clients.models import Document
 from clients.release import release
-from exports import engine
 from exports.models import ExportJob
 from extensions import registry
 from extensions.connectors.onedrive import OneDriveConnector, item_path, login_url, microsoft_url
-from extensions.models import Installation, Integration
+from extensions.models import Installation
 from extensions.paths import file_name
 from extensions.pending import SESSION_KEY
+from tests.drives import activate, at_provider, back_from_provider, client_folder, content, deliver
 
+ROOT = "Invoice_import"  # as the product's guide names it
 pytestmark = pytest.mark.django_db
 
-ROOT = "Invoice_import"
 KEY = "onedrive"
 
 
@@ -67,48 +67,15 @@ def start_install(client, *, accept_terms=True, **settings):
     return client.post(reverse("store:configure", args=[KEY]), data)
 
 
-def at_microsoft(peer, start):
-    """Follow the redirect to the sign-in page; Microsoft's answer: where it sends back."""
-    assert start.status_code == 302, start.content.decode()[:500]
-    location = start["Location"]
-    assert location.startswith(f"{peer.url}/{peer.tenant}/oauth2/v2.0/authorize?")
-    answer = requests.get(location, allow_redirects=False, timeout=10)
-    assert answer.status_code == 302, answer.text
-    return urlsplit(answer.headers["Location"])
-
-
-def back_from_microsoft(client, back):
-    assert back.path == reverse("store:signin_callback")
-    return client.get(back.path, parse_qs(back.query))
+def at_provider_of(peer, start):
+    return at_provider(start, f"{peer.url}/{peer.tenant}/oauth2/v2.0/authorize")
 
 
 def install(client, peer, **settings) -> Installation:
-    response = back_from_microsoft(client, at_microsoft(peer, start_install(client, **settings)))
+    response = back_from_provider(client, at_provider_of(peer, start_install(client, **settings)))
     assert response.status_code == 302, response.content.decode()[:2000]
     assert response["Location"] == reverse("clients:list")
     return Installation.objects.get(connector=KEY)
-
-
-def activate(client, installation, company):
-    """The Integrations tab: add the extension for a client; nothing to type."""
-    url = reverse("integrations:configure", args=[company.pk, installation.pk])
-    assert 'name="client-' not in client.get(url).content.decode()
-    response = client.post(url, {"categories": ["purchase", "sales", "report"]})
-    assert response.status_code == 302
-    return Integration.objects.get(client=company, installation=installation)
-
-
-def deliver(installation):
-    return engine.deliver(engine.Destination(installation.pk))
-
-
-def client_folder(company):
-    return f"{ROOT}/{company.name}_{company.vat_number}"
-
-
-def content(document):
-    with document.file.open("rb") as stored:
-        return stored.read()
 
 
 def installed_with_a_client(owner, firm, peer, make_client, name="Lambert Klant BV", **kw):
@@ -164,7 +131,7 @@ def test_sign_in_installs_and_shows_the_account(owner, firm, microsoft_peer):
     assert sent["client_id"] == [microsoft_peer.client_id]
     assert sent["scope"] == ["Files.ReadWrite offline_access User.Read"]
 
-    response = back_from_microsoft(owner, at_microsoft(microsoft_peer, start))
+    response = back_from_provider(owner, at_provider_of(microsoft_peer, start))
     assert response.status_code == 302 and response["Location"] == reverse("clients:list")
     assert "Installation succeeded." in owner.get(response["Location"]).content.decode()
 
@@ -190,7 +157,7 @@ def test_the_terms_must_be_accepted_before_the_sign_in(owner, microsoft_peer):
 
 def test_cancelled_sign_in_changes_nothing(owner, microsoft_peer):
     microsoft_peer.consent = False
-    response = back_from_microsoft(owner, at_microsoft(microsoft_peer, start_install(owner)))
+    response = back_from_provider(owner, at_provider_of(microsoft_peer, start_install(owner)))
     assert response["Location"] == reverse("store:extension", args=[KEY])
     assert "Sign-in was cancelled" in owner.get(response["Location"]).content.decode()
     assert not Installation.objects.filter(connector=KEY).exists()
@@ -198,7 +165,7 @@ def test_cancelled_sign_in_changes_nothing(owner, microsoft_peer):
 
 
 def test_a_state_that_does_not_match_is_refused(owner, microsoft_peer):
-    back = at_microsoft(microsoft_peer, start_install(owner))
+    back = at_provider_of(microsoft_peer, start_install(owner))
     answer = parse_qs(back.query)
     forged = {**answer, "state": ["forged-" + answer["state"][0]]}
     assert owner.get(back.path, forged).status_code == 403
@@ -330,7 +297,7 @@ def test_a_revoked_grant_waits_for_reconnect_then_sends(
     assert job.status == ExportJob.Status.PENDING and job.attempts == 0
 
     start = owner.post(reverse("store:reconnect", args=[installation.pk]))
-    response = back_from_microsoft(owner, at_microsoft(microsoft_peer, start))
+    response = back_from_provider(owner, at_provider_of(microsoft_peer, start))
     assert response["Location"] == installation.get_absolute_url()
     assert "Configuration saved." in owner.get(response["Location"]).content.decode()
     installation.refresh_from_db()
@@ -498,9 +465,9 @@ def test_with_app_credentials_no_warning(microsoft_peer):
 
 def test_a_member_cannot_finish_an_owners_sign_in(client, firm, microsoft_peer):
     client.force_login(firm["owner"])
-    back = at_microsoft(microsoft_peer, start_install(client))
+    back = at_provider_of(microsoft_peer, start_install(client))
     client.force_login(firm["member"])
-    assert back_from_microsoft(client, back).status_code == 403
+    assert back_from_provider(client, back).status_code == 403
     assert not Installation.objects.filter(connector=KEY).exists()
 
 
