@@ -16,8 +16,15 @@ What every such connector gets from :class:`ApiClient`, so none has to get it ri
 * **Typed errors.** A network failure (connect or read timeout, TLS, refused, unresolvable,
   blocked) and every answer outside 2xx become the contract's errors. An API that documents
   its own meaning for a status overrides :meth:`ApiClient.classify`; the rest follows the
-  default mapping: 401/403 → ``ReauthorizationRequired``, 408/429/5xx → ``TransientError``
-  (``Retry-After`` honoured), anything else → ``PermanentError``.
+  default mapping: 401/403 → ``ReauthorizationRequired``, 429 → :class:`RateLimited`,
+  408/5xx → ``TransientError`` (``Retry-After`` honoured), anything else →
+  ``PermanentError``.
+* **Rate limits waited out on the connection**, when the client is opened with
+  ``rate_limit_wait`` (seconds): a :class:`RateLimited` answer is repeated after the
+  server's ``Retry-After`` (else a backoff from about a second, doubling, with jitter)
+  while one request's waits stay within that budget and a few tries, as the cloud APIs ask
+  of their clients. Otherwise the error goes to the engine, whose retry waits at least a
+  minute and would park the whole batch for a limit that clears within a second.
 * **No secret in a message.** What a server said reaches a message only as one line
   through :class:`extensions.redaction.Redactor`, with the client's secrets removed.
 """
@@ -25,6 +32,8 @@ What every such connector gets from :class:`ApiClient`, so none has to get it ri
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,7 +58,12 @@ from extensions.redaction import Redactor
 MAX_BODY = 64 * 1024  # of an answer we read; the rest is not needed
 DEFAULT_TIMEOUT = (10, 60)  # connect, read; settings.EXPORT_HTTP_TIMEOUT overrides
 USER_AGENT = "PartnerSpace-Export/1"
+RATE_LIMIT_TRIES = 6  # of one request on the connection, however short the waits
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class RateLimited(TransientError):
+    """The API asks to slow down (a 429, or an API's own throttling answer)."""
 
 
 def default_timeout() -> tuple[float, float]:
@@ -151,8 +165,10 @@ class ApiClient:
         timeout: float | tuple[float, float] | None = None,
         user_agent: str = USER_AGENT,
         max_body: int = MAX_BODY,
+        rate_limit_wait: float = 0.0,
     ):
         self.base_url = base_url
+        self.rate_limit_wait = rate_limit_wait
         self.redactor = Redactor(secrets, user=user)
         timeout = timeout or default_timeout()
         self.timeout = tuple(timeout) if isinstance(timeout, tuple | list) else (timeout, timeout)
@@ -207,7 +223,31 @@ class ApiClient:
         accept: Collection[int] = (),
     ) -> Response:
         """Send one request and read its answer; a 2xx (or a status in ``accept``, which
-        the caller handles itself) is returned, anything else raised as :meth:`failure`."""
+        the caller handles itself) is returned, anything else raised as :meth:`failure`,
+        after waiting out short rate limits (``rate_limit_wait``)."""
+        waited, backoff, tries = 0.0, 1.0, 0
+        while True:
+            tries += 1
+            try:
+                return self._request_once(
+                    method, url, headers=headers, data=data, json=json, params=params,
+                    accept=accept,
+                )  # fmt: skip
+            except RateLimited as limited:
+                wait = limited.retry_after
+                if wait is None:
+                    wait = backoff + random.uniform(0, 1)  # noqa: S311 - spreading, not security
+                    backoff *= 2
+                if (
+                    not self.rate_limit_wait
+                    or tries >= RATE_LIMIT_TRIES
+                    or waited + wait > self.rate_limit_wait
+                ):
+                    raise
+                time.sleep(wait)
+                waited += wait
+
+    def _request_once(self, method, url, *, headers, data, json, params, accept) -> Response:
         if self.http is None:
             raise RuntimeError("ApiClient.request outside its with block")
         url = self.url(url)
@@ -292,7 +332,11 @@ class ApiClient:
                 )
                 % {"host": _host(response.url) or self.host, "message": message}
             )
-        if status in (408, 429) or status >= 500:
+        if status == 429:
+            return RateLimited(
+                message, retry_after=retry_after(response.headers.get("Retry-After"))
+            )
+        if status == 408 or status >= 500:
             return TransientError(
                 message, retry_after=retry_after(response.headers.get("Retry-After"))
             )

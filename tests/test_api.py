@@ -15,7 +15,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.utils import translation
 
-from extensions.api import MAX_BODY, ApiClient, Response, retry_after
+from extensions.api import (
+    MAX_BODY,
+    RATE_LIMIT_TRIES,
+    ApiClient,
+    RateLimited,
+    Response,
+    retry_after,
+)
 from extensions.connectors.base import (
     ConnectorError,
     PermanentError,
@@ -45,7 +52,7 @@ def call(base_url, method="POST", path="/in", client_class=ApiClient, **kwargs) 
     """One request through a fresh client, as a connector's session would send it."""
     options = {
         name: kwargs.pop(name)
-        for name in ("secrets", "user", "timeout", "max_body")
+        for name in ("secrets", "user", "timeout", "max_body", "rate_limit_wait")
         if name in kwargs
     }
     with client_class(base_url, **options) as client:
@@ -76,7 +83,7 @@ def test_2xx_is_returned_with_status_headers_and_body(http_peer, status):
         (401, ReauthorizationRequired),
         (403, ReauthorizationRequired),
         (408, TransientError),
-        (429, TransientError),
+        (429, RateLimited),
         (500, TransientError),
         (502, TransientError),
         (503, TransientError),
@@ -88,8 +95,39 @@ def test_every_other_status_is_a_typed_error_with_the_servers_words(http_peer, s
         call(http_peer.url)
     assert type(failed.value) is error
     assert f"HTTP {status}: no such thing" in str(failed.value)
-    if error is TransientError:
+    if issubclass(error, TransientError):
         assert failed.value.retry_after is None
+
+
+# --- rate limits -------------------------------------------------------------------------
+
+
+def test_a_short_rate_limit_is_waited_out_on_the_same_connection(http_peer):
+    http_peer.respond(429, {"Retry-After": "0"}, b"slow down")
+    http_peer.respond(201, {}, b"")
+    response = call(http_peer.url, rate_limit_wait=10, data=b"<Invoice/>")
+    assert response.status == 201
+    assert [r.body for r in http_peer.requests] == [b"<Invoice/>", b"<Invoice/>"]
+    assert http_peer.connections == 1
+
+
+def test_a_rate_limit_is_the_engines_without_a_budget_or_when_it_is_too_long(http_peer):
+    http_peer.respond(429, {"Retry-After": "0"}, b"slow down")
+    with pytest.raises(RateLimited):
+        call(http_peer.url)  # no budget: the engine decides
+    http_peer.respond(429, {"Retry-After": "30"}, b"slow down")
+    with pytest.raises(RateLimited) as limited:
+        call(http_peer.url, rate_limit_wait=10)  # longer than the budget
+    assert limited.value.retry_after == 30
+    assert len(http_peer.requests) == 2
+
+
+def test_a_rate_limit_that_never_ends_is_given_up_after_a_few_tries(http_peer):
+    for _ in range(RATE_LIMIT_TRIES + 3):
+        http_peer.respond(429, {"Retry-After": "0"}, b"slow down")
+    with pytest.raises(RateLimited):
+        call(http_peer.url, rate_limit_wait=10)
+    assert len(http_peer.requests) == RATE_LIMIT_TRIES
 
 
 def test_refused_credentials_name_the_host(http_peer):

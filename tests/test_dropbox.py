@@ -476,6 +476,19 @@ def test_a_rate_limit_retries_after_the_servers_delay(
     assert deliver(installation).delivered == 1
 
 
+def test_a_short_rate_limit_is_waited_out_on_the_connection(
+    owner, firm, dropbox_peer, make_client, make_document
+):
+    installation, company = ready(owner, firm, dropbox_peer, make_client, "Steady BV")
+    document = make_document(company, Document.Category.PURCHASE)
+    release(document)
+    dropbox_peer.fail(429, "too_many_requests", retry_after=0)
+
+    report = deliver(installation)
+    assert report.delivered == 1 and not report.stopped  # the same drain, no engine retry
+    assert ExportJob.objects.get(document=document).attempts == 1
+
+
 def test_a_server_error_is_transient(owner, firm, dropbox_peer, make_client, make_document):
     installation, company = ready(owner, firm, dropbox_peer, make_client, "Down BV")
     release(make_document(company, Document.Category.PURCHASE))

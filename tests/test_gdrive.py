@@ -21,8 +21,7 @@ from django.utils import timezone, translation
 from clients.models import Document
 from clients.release import release
 from exports.models import ExportJob
-from extensions import registry
-from extensions.connectors import gdrive
+from extensions import api, registry
 from extensions.connectors.gdrive import GoogleDriveConnector, google_url, quoted
 from extensions.models import Installation, Integration
 from extensions.paths import file_name
@@ -412,7 +411,7 @@ def test_a_rate_limit_that_never_ends_goes_back_to_the_engine(
         google_peer.fail(429, "rateLimitExceeded", retry_after=0)
     report = deliver(installation)
     assert report.stopped == "transient" and report.delivered == 0
-    assert len(google_peer.failures) == 10 - gdrive.RATE_LIMIT_TRIES
+    assert len(google_peer.failures) == 10 - api.RATE_LIMIT_TRIES
 
 
 def test_no_token_appears_in_an_error(owner, firm, google_peer, make_client, make_document):

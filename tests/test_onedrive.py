@@ -383,6 +383,22 @@ def test_a_large_file_goes_in_an_upload_session_without_the_token(
 
 
 @pytest.mark.parametrize(
+    ("status", "code"), [(429, "activityLimitReached"), (403, "throttledRequest")]
+)
+def test_a_short_throttle_is_waited_out_on_the_connection(
+    owner, firm, microsoft_peer, make_client, make_document, status, code
+):
+    installation, company = installed_with_a_client(owner, firm, microsoft_peer, make_client)
+    document = make_document(company, Document.Category.PURCHASE)
+    release(document)
+    microsoft_peer.fail(status, code, retry_after=0)
+
+    report = deliver(installation)
+    assert report.delivered == 1 and not report.stopped  # the same drain, no engine retry
+    assert ExportJob.objects.get(document=document).attempts == 1
+
+
+@pytest.mark.parametrize(
     ("status", "code"),
     [(429, "activityLimitReached"), (503, "serviceNotAvailable"), (403, "activityLimitReached")],
 )

@@ -13,6 +13,9 @@ from extensions.connectors.base import PURCHASE, REPORT, SALES, Connector, Conne
 
 ROOT_FOLDER = "Invoice_import"
 SUBFOLDERS = {PURCHASE: "AP", SALES: "AR", REPORT: "CODA"}
+# A drive's rate limit is waited out on the connection up to this many seconds a request
+# (``extensions.api.ApiClient(rate_limit_wait=...)``); longer ones go to the engine.
+RATE_LIMIT_WAIT_SECONDS = 10.0
 
 
 class CloudDriveSettingsForm(ConnectorForm):

@@ -57,7 +57,7 @@ from django.utils.translation import gettext_lazy
 from social_core.backends.dropbox import DropboxOAuth2V2
 
 from extensions import signin
-from extensions.api import ApiClient, Response, retry_after
+from extensions.api import ApiClient, RateLimited, Response, retry_after
 from extensions.connectors.base import (
     DestinationRefused,
     ExportFile,
@@ -66,7 +66,7 @@ from extensions.connectors.base import (
     Receipt,
     TransientError,
 )
-from extensions.connectors.cloud import ROOT_FOLDER, CloudDrive
+from extensions.connectors.cloud import RATE_LIMIT_WAIT_SECONDS, ROOT_FOLDER, CloudDrive
 
 SCOPE = ("account_info.read", "files.content.write", "files.metadata.read")
 UPLOAD_MAX_BYTES = 150 * 1024 * 1024  # Dropbox's limit for one upload request
@@ -143,7 +143,7 @@ class DropboxApi(ApiClient):
     def classify(self, response: Response):
         message = self.describe(response)
         if response.status == 429:
-            return TransientError(
+            return RateLimited(
                 _("Dropbox asks to slow down (%(message)s).") % {"message": message},
                 retry_after=retry_after(response.headers.get("Retry-After")) or 1,
             )
@@ -164,7 +164,7 @@ class DropboxApi(ApiClient):
                 % {"folder": ROOT_FOLDER, "message": message}
             )
         if "too_many_write_operations" in parts:
-            return TransientError(
+            return RateLimited(
                 _("Dropbox is busy with other changes in this account (%(message)s).")
                 % {"message": message},
                 retry_after=retry_after(response.headers.get("Retry-After")) or 1,
@@ -351,6 +351,7 @@ class DropboxConnector(CloudDrive):
         return DropboxApi(
             dropbox_url("api", "/2/"),
             secrets=signin.secret_values(self.destination.secrets or {}),
+            rate_limit_wait=RATE_LIMIT_WAIT_SECONDS,
         )
 
     @contextmanager

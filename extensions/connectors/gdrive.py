@@ -32,9 +32,9 @@ https://developers.google.com/drive/api/guides):
 * **Errors** (``error.errors[].reason`` in the JSON answer): 403 with a rate-limit reason,
   429 and 5xx are transient (``Retry-After`` honoured when sent). A rate limit is first
   waited out on the connection, as Google's guide asks (exponential backoff from about a
-  second when no ``Retry-After`` is sent), while the waits of one request add up to at
-  most ``RATE_LIMIT_WAIT_SECONDS``: the batch goes on instead of waiting for the engine's
-  retry a minute later; a longer wait is left to the engine. 401 renews the access
+  second when no ``Retry-After`` is sent; ``extensions.api``, within
+  ``cloud.RATE_LIMIT_WAIT_SECONDS``): the batch goes on instead of waiting for the
+  engine's retry a minute later; a longer wait is left to the engine. 401 renews the access
   token once and repeats the request, a second 401 needs a new sign-in; a refused or
   revoked refresh token (``invalid_grant``) is *Reconnect needed*, the documents wait;
   ``storageQuotaExceeded`` waits for the firm to free space (*Needs attention*).
@@ -46,8 +46,6 @@ https://developers.google.com/drive/api/guides):
 from __future__ import annotations
 
 import json
-import random
-import time
 import uuid
 from contextlib import contextmanager
 from typing import ClassVar
@@ -58,7 +56,7 @@ from django.utils.translation import gettext_lazy
 from social_core.backends.google import GoogleOAuth2
 
 from extensions import signin
-from extensions.api import ApiClient, Response, retry_after
+from extensions.api import ApiClient, RateLimited, Response, retry_after
 from extensions.connectors.base import (
     DestinationRefused,
     ExportFile,
@@ -66,7 +64,7 @@ from extensions.connectors.base import (
     Receipt,
     TransientError,
 )
-from extensions.connectors.cloud import ROOT_FOLDER, CloudDrive
+from extensions.connectors.cloud import RATE_LIMIT_WAIT_SECONDS, ROOT_FOLDER, CloudDrive
 
 FOLDER_TYPE = "application/vnd.google-apps.folder"
 KEY_PROPERTY = "partnerspaceKey"  # the export job's: one file per document and integration
@@ -75,8 +73,6 @@ DOCUMENT_PROPERTY = "partnerspaceDocument"
 SCOPE = ("https://www.googleapis.com/auth/drive.file", "email")
 RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
 QUOTA_REASONS = frozenset({"storageQuotaExceeded", "quotaExceeded"})
-RATE_LIMIT_WAIT_SECONDS = 10.0  # of one request's waits on the connection, at most
-RATE_LIMIT_TRIES = 6  # of one request, however short the waits
 MULTIPART_MAX_BYTES = 5 * 1024 * 1024
 CHUNK_BYTES = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 CHUNK_UNIT = 256 * 1024
@@ -119,10 +115,6 @@ class GoogleDriveOAuth2(signin.GuardedBackend, GoogleOAuth2):
         )
 
 
-class RateLimited(TransientError):
-    """Drive asks to slow down (429, or 403 with a rate-limit reason)."""
-
-
 class DriveApi(ApiClient):
     """Drive's own meaning of its answers: which 403s are rate limits or a full Drive."""
 
@@ -162,25 +154,7 @@ class DriveSession:
     # --- requests with the access token ---
 
     def call(self, method: str, url: str, *, headers=None, accept=(), **kwargs) -> Response:
-        """One request with a fresh token; a 401 renews the token once and repeats it, a
-        rate limit is waited out here while the waits stay short (then raised)."""
-        waited, backoff, tries = 0.0, 1.0, 0
-        while True:
-            tries += 1
-            try:
-                return self._call(method, url, headers=headers, accept=accept, **kwargs)
-            except RateLimited as exc:
-                wait = exc.retry_after
-                if wait is None:
-                    wait = backoff + random.uniform(0, 1)  # noqa: S311 - spreading, not security
-                    backoff *= 2
-                # A server answering "Retry-After: 0" again and again must not hold us here.
-                if tries >= RATE_LIMIT_TRIES or waited + wait > RATE_LIMIT_WAIT_SECONDS:
-                    raise
-                time.sleep(wait)
-                waited += wait
-
-    def _call(self, method: str, url: str, *, headers=None, accept=(), **kwargs) -> Response:
+        """One request with a fresh token; a 401 renews the token once and repeats it."""
         for attempt in (1, 2):
             if not self.token or attempt == 2:
                 self.token = signin.access_token(
@@ -395,6 +369,7 @@ class GoogleDriveConnector(CloudDrive):
         return DriveApi(
             google_url("apis", "/drive/v3/files"),
             secrets=signin.secret_values(self.destination.secrets or {}),
+            rate_limit_wait=RATE_LIMIT_WAIT_SECONDS,
         )
 
     @contextmanager

@@ -55,7 +55,7 @@ from django.utils.translation import gettext_lazy
 from social_core.backends.microsoft import MicrosoftOAuth2
 
 from extensions import signin
-from extensions.api import ApiClient, Response, retry_after
+from extensions.api import ApiClient, RateLimited, Response, retry_after
 from extensions.connectors.base import (
     DestinationRefused,
     ExportFile,
@@ -63,7 +63,7 @@ from extensions.connectors.base import (
     Receipt,
     TransientError,
 )
-from extensions.connectors.cloud import ROOT_FOLDER, CloudDrive
+from extensions.connectors.cloud import RATE_LIMIT_WAIT_SECONDS, ROOT_FOLDER, CloudDrive
 
 SCOPE = ("Files.ReadWrite", "offline_access", "User.Read")
 REPLACE = "@microsoft.graph.conflictBehavior=replace"
@@ -147,7 +147,7 @@ class GraphApi(ApiClient):
                 % {"message": message}
             )
         if response.status == 429 or (response.status == 403 and codes & THROTTLED):
-            return TransientError(
+            return RateLimited(
                 _("OneDrive asks to slow down (%(message)s).") % {"message": message},
                 retry_after=retry_after(response.headers.get("Retry-After")),
             )
@@ -312,7 +312,11 @@ class OneDriveConnector(CloudDrive):
     @contextmanager
     def open(self):
         secrets = signin.secret_values(self.destination.secrets or {})
-        with GraphApi(microsoft_url("graph", "/v1.0/me/drive"), secrets=secrets) as api:
+        with GraphApi(
+            microsoft_url("graph", "/v1.0/me/drive"),
+            secrets=secrets,
+            rate_limit_wait=RATE_LIMIT_WAIT_SECONDS,
+        ) as api:
             yield OneDriveSession(self, api)
 
     def check(self) -> str:
