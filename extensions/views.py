@@ -503,10 +503,11 @@ def _integration_form(request, client, installation, integration, *, creating=Fa
     connector = installation.connector_class
     form_class = connector.client_form
     current = integration if integration and not creating else None
-    initial_categories = current.categories if current else sorted(connector.accepts)
+    offered = connector.accepted(installation.settings)  # reports only if switched on
+    initial_categories = current.categories if current else sorted(offered)
     data = request.POST if request.method == "POST" else None
     categories_form = CategoriesForm(
-        data, accepts=connector.accepts, initial={"categories": initial_categories}
+        data, accepts=offered, initial={"categories": initial_categories}
     )
     client_form = None
     error = ""

@@ -1,6 +1,7 @@
 """What the cloud drives' tests share: a sign-in followed through a fake provider, the
 Integrations tab asking nothing, the folders the files land in."""
 
+import re
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -28,10 +29,15 @@ def back_from_provider(client, back):
 
 
 def activate(client, installation, company):
-    """The Integrations tab: add the extension for a client; nothing to type."""
+    """The Integrations tab: add the extension for a client; nothing to type, the
+    document types as offered (transaction reports only where the installation sends
+    them)."""
     url = reverse("integrations:configure", args=[company.pk, installation.pk])
-    assert 'name="client-' not in client.get(url).content.decode()
-    response = client.post(url, {"categories": ["purchase", "sales", "report"]})
+    page = client.get(url).content.decode()
+    assert 'name="client-' not in page
+    offered = re.findall(r'name="categories" value="(\w+)"', page)
+    assert set(offered) <= {"purchase", "sales", "report"} and offered
+    response = client.post(url, {"categories": offered})
     assert response.status_code == 302
     return Integration.objects.get(client=company, installation=installation)
 

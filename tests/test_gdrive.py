@@ -223,6 +223,17 @@ def test_transaction_reports_when_the_installation_enables_them(
     assert google_peer.tree()[path] == content(report)
 
 
+def test_without_reports_the_integrations_tab_does_not_offer_them(owner, firm, google_peer):
+    installation = install(owner, google_peer)
+    company = firm["clients"][1]
+    url = reverse("integrations:configure", args=[company.pk, installation.pk])
+    page = owner.get(url).content.decode()
+    assert 'value="purchase"' in page and 'value="report"' not in page
+    refused = owner.post(url, {"categories": ["purchase", "report"]})
+    assert refused.status_code == 200 and "Select a valid choice" in refused.content.decode()
+    assert not Integration.objects.filter(client=company, installation=installation).exists()
+
+
 def test_an_expired_access_token_is_renewed_once(
     owner, firm, google_peer, make_client, make_document
 ):
