@@ -34,10 +34,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+
+from tests.peers.local import JsonHandler, LocalPeer
 
 SCOPES = frozenset({"account_info.read", "files.content.write", "files.metadata.read"})
 UPLOAD_LIMIT = 150 * 1024 * 1024
@@ -105,29 +106,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 10
-    server: _Server
-
-    def log_message(self, format, *args):
-        pass
-
-    def _answer(self, status, body=b"", headers=None):
-        content_type = "application/json"
-        if isinstance(body, dict | list):
-            body = json.dumps(body).encode()
-        elif isinstance(body, str):
-            body, content_type = body.encode(), "text/plain; charset=utf-8"
-        self.send_response(status)
-        if body:
-            self.send_header("Content-Type", content_type)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class _Handler(JsonHandler):
     def _handle(self):
         peer = self.server.peer
         parts = urlsplit(self.path)
@@ -474,16 +453,7 @@ class _Handler(BaseHTTPRequestHandler):
         return None if metadata is None else (200, metadata)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, peer):
-        self.peer = peer
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-
-class DropboxPeer:
+class DropboxPeer(LocalPeer):
     def __init__(self):
         self.lock = threading.Lock()
         self.app_key = "test-app-key"
@@ -508,13 +478,7 @@ class DropboxPeer:
         self.requests: list[tuple] = []
         self.args: list[str] = []  # every Dropbox-API-Arg header, as received
         self.grants = self.refreshes = self.chunks = self.overwrites = 0
-        self.server = _Server(self)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        self.serve(_Handler)
 
     def fail(self, status: int, summary: str = "", retry_after: int | None = None):
         """The next files call answers ``status`` with this ``error_summary``."""
@@ -542,14 +506,6 @@ class DropboxPeer:
         """Every file by its path without the leading slash: its bytes."""
         with self.lock:
             return {f.path[1:]: f.content for f in self.files.values()}
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

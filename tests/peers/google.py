@@ -41,10 +41,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+
+from tests.peers.local import JsonHandler, LocalPeer
 
 FOLDER = "application/vnd.google-apps.folder"
 DRIVE_FILE = "https://www.googleapis.com/auth/drive.file"
@@ -163,31 +164,7 @@ def _multipart_parts(boundary: str, body: bytes):
     return parts
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 10
-    # An answer's headers and body are written apart: with Nagle's algorithm the body
-    # would wait for the client's delayed ACK (about 40 ms on Linux) on every request.
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def log_message(self, format, *args):
-        pass
-
-    # --- plumbing ---
-
-    def _answer(self, status, body=b"", headers=None, content_type="application/json"):
-        if isinstance(body, dict | list):
-            body = json.dumps(body).encode()
-        self.send_response(status)
-        if body:
-            self.send_header("Content-Type", content_type)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class _Handler(JsonHandler):
     def _read(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
@@ -569,16 +546,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self._created(self._create(session["metadata"], session["data"]))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, peer):
-        self.peer = peer
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-
-class GooglePeer:
+class GooglePeer(LocalPeer):
     def __init__(self):
         self.lock = threading.Lock()
         self.client_id = "test-client.apps.googleusercontent.com"
@@ -600,13 +568,7 @@ class GooglePeer:
         self.rotate_refresh_tokens = False
         self.requests: list[tuple] = []
         self.grants = self.refreshes = self.chunks = self.updates = 0
-        self.server = _Server(self)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        self.serve(_Handler)
 
     def over_limit(self) -> float | None:
         """None when one more request fits in the last second (and it is counted), else
@@ -645,14 +607,6 @@ class GooglePeer:
             return item.name if parent == "root" else f"{path(items[parent])}/{item.name}"
 
         return {path(f): (None if f.mime_type == FOLDER else f.content) for f in items.values()}
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -39,10 +39,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import pytest
+
+from tests.peers.local import JsonHandler, LocalPeer
 
 SIMPLE_LIMIT = 4 * 1024 * 1024
 FRAGMENT_UNIT = 320 * 1024
@@ -80,26 +81,7 @@ def _segments(raw: str) -> tuple[str, ...] | None:
 _ITEM = re.compile(r"^/v1\.0/me/drive/root:/(?P<path>[^:]+?)(?::/(?P<action>[A-Za-z]+))?:?$")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 10
-    server: _Server
-
-    def log_message(self, format, *args):
-        pass
-
-    def _answer(self, status, body=b"", headers=None, content_type="application/json"):
-        if isinstance(body, dict | list):
-            body = json.dumps(body).encode()
-        self.send_response(status)
-        if body:
-            self.send_header("Content-Type", content_type)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class _Handler(JsonHandler):
     def _handle(self):
         peer = self.server.peer
         parts = urlsplit(self.path)
@@ -431,16 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self._written(*self._write(session["names"], session["data"], session["behaviour"]))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, peer):
-        self.peer = peer
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-
-class MicrosoftPeer:
+class MicrosoftPeer(LocalPeer):
     def __init__(self):
         self.lock = threading.Lock()
         self.tenant = "organizations"
@@ -459,13 +432,7 @@ class MicrosoftPeer:
         self.lose_next_answer = False
         self.requests: list[tuple] = []
         self.grants = self.refreshes = self.replaced = 0
-        self.server = _Server(self)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        self.serve(_Handler)
 
     def fail(self, status: int, code: str = "generalException", retry_after: int | None = None):
         with self.lock:
@@ -488,14 +455,6 @@ class MicrosoftPeer:
                 "/".join(names): (None if item.folder else item.content)
                 for names, item in self.items.items()
             }
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
