@@ -159,8 +159,13 @@ def run_rclone(sftp, portal, port, files) -> Result:
     lay_out(files, source)
     config = portal.base / "rclone.conf"
     config.write_text("")
+    # The password goes on stdin: a random one may start with "-" and read as a flag.
     obscured = subprocess.run(
-        ["rclone", "obscure", sftp.password], capture_output=True, text=True, check=True
+        ["rclone", "obscure", "-"],
+        input=sftp.password,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     remote = f":sftp,host={sftp.host},port={port},user={sftp.username},pass={obscured}:rclone"
     before = sftp.handshakes()
