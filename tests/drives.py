@@ -2,14 +2,19 @@
 Integrations tab asking nothing, the folders the files land in."""
 
 import re
+import threading
 from urllib.parse import parse_qs, urlsplit
 
 import requests
+from django.db import connection
 from django.urls import reverse
 
+from clients.models import Document
+from clients.release import release
 from exports import engine
+from exports.models import ExportJob
 from extensions.connectors.cloud import ROOT_FOLDER
-from extensions.models import Integration
+from extensions.models import Installation, Integration
 
 
 def at_provider(start, authorize_url: str):
@@ -53,3 +58,37 @@ def client_folder(company):
 def content(document):
     with document.file.open("rb") as stored:
         return stored.read()
+
+
+def send_together(installation, company, make_document, count=20) -> list:
+    """``count`` purchase invoices of ``company`` released, then each sent by a worker of
+    its own (a thread with its own database connection), all starting at once after the
+    access token expired, as a month-end release wakes them. The workers' errors."""
+    documents = [make_document(company, Document.Category.PURCHASE) for _ in range(count)]
+    for document in documents:
+        release(document)
+    Installation.objects.get(pk=installation.pk).credentials.save({"expires_at": 0})
+    stored = Installation.objects.get(pk=installation.pk).connector_instance()
+    files = [
+        engine.build_file(ExportJob.objects.get(document=document), stored)
+        for document in documents
+    ]
+    start, errors = threading.Barrier(count), []
+
+    def worker(export_file):
+        try:
+            connector = Installation.objects.get(pk=installation.pk).connector_instance()
+            start.wait()
+            with connector.open() as session:
+                session.send(export_file)
+        except Exception as exc:  # reported by the caller
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(f,)) for f in files]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return errors

@@ -31,7 +31,15 @@ from extensions.connectors.dropbox import (
 from extensions.models import Installation
 from extensions.paths import file_name
 from extensions.pending import SESSION_KEY
-from tests.drives import activate, at_provider, back_from_provider, client_folder, content, deliver
+from tests.drives import (
+    activate,
+    at_provider,
+    back_from_provider,
+    client_folder,
+    content,
+    deliver,
+    send_together,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -509,3 +517,23 @@ def test_saving_on_manage_keeps_the_sign_in(owner, firm, dropbox_peer):
     assert installation.secrets == tokens
     test = owner.post(reverse("store:test", args=[installation.pk]), follow=True)
     assert f"Connected to Dropbox as {dropbox_peer.account}" in test.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_deliveries_on_an_expired_token_renew_it_once(
+    owner, firm, dropbox_peer, make_client, make_document
+):
+    """Twenty workers find the access token expired together: one renews it under the
+    row's lock, the others use what it saved; nobody is asked to reconnect."""
+    installation = install(owner, dropbox_peer)
+    company = make_client(firm["partner"], "Twintig Leveringen BV")
+    activate(owner, installation, company)
+    before = dropbox_peer.refreshes
+
+    assert send_together(installation, company, make_document) == []
+    assert dropbox_peer.refreshes == before + 1
+    installation.refresh_from_db()
+    assert installation.status == Installation.Status.OK
+    folder = f"{client_folder(company)}/AP/"
+    files = [path for path in dropbox_peer.tree() if path.startswith(folder)]
+    assert len(files) == 20

@@ -26,7 +26,15 @@ from extensions.connectors.gdrive import GoogleDriveConnector, google_url, quote
 from extensions.models import Installation, Integration
 from extensions.paths import file_name
 from extensions.pending import SESSION_KEY
-from tests.drives import activate, at_provider, back_from_provider, client_folder, content, deliver
+from tests.drives import (
+    activate,
+    at_provider,
+    back_from_provider,
+    client_folder,
+    content,
+    deliver,
+    send_together,
+)
 
 ROOT = "Invoice_import"  # as the product's guide names it
 pytestmark = pytest.mark.django_db
@@ -208,6 +216,58 @@ def test_released_documents_land_in_the_clients_folders(
     }
     assert len(google_peer.files) == 6
     assert not ExportJob.objects.filter(document=report).exists()
+
+
+def drive_calls(google_peer, since: int) -> list[tuple[str, str, str]]:
+    """(method, path, query) of the Drive API requests from the ``since``-th on."""
+    return [
+        (method, path, query.get("q", ""))
+        for method, path, query, *_ in google_peer.requests[since:]
+        if path.startswith(("/drive/", "/upload/"))
+    ]
+
+
+def test_a_later_connection_finds_the_folders_without_asking_the_drive(
+    owner, firm, google_peer, make_client, make_document
+):
+    """Folder ids are kept for every worker: a month-end backlog spread over many drains
+    and connections looks each folder up once."""
+    installation = install(owner, google_peer)
+    company = make_client(firm["partner"], "Vanhove BV")
+    activate(owner, installation, company)
+    release(make_document(company, Document.Category.PURCHASE, number="A-1"))
+    assert deliver(installation).delivered == 1
+    before = len(google_peer.requests)
+
+    release(make_document(company, Document.Category.PURCHASE, number="A-2"))
+    assert deliver(installation).delivered == 1  # another drain, another connection
+    calls = drive_calls(google_peer, before)
+    assert not [call for call in calls if "folder" in call[2]]
+    assert [method for method, *_ in calls] == ["GET", "POST"]  # our key looked up, the upload
+
+
+def test_a_folder_deleted_by_hand_is_made_again(
+    owner, firm, google_peer, make_client, make_document
+):
+    installation = install(owner, google_peer)
+    company = make_client(firm["partner"], "Vanhove BV")
+    activate(owner, installation, company)
+    release(make_document(company, Document.Category.PURCHASE, number="A-1"))
+    assert deliver(installation).delivered == 1
+    with google_peer.lock:  # the firm deletes the AP folder, and the trash is emptied
+        gone = {id for id, item in google_peer.files.items() if item.name == "AP"}
+        gone |= {id for id, item in google_peer.files.items() if set(item.parents) & gone}
+        for id in gone:
+            del google_peer.files[id]
+
+    later = make_document(company, Document.Category.PURCHASE, number="A-2")
+    release(later)
+    assert deliver(installation).delivered == 1
+    path = f"{client_folder(company)}/AP/{file_name(later)}"
+    assert google_peer.tree()[path] == content(later)
+    assert [name for name in google_peer.tree() if name.endswith("/AP")] == [
+        f"{client_folder(company)}/AP"
+    ]
 
 
 def test_transaction_reports_when_the_installation_enables_them(
@@ -564,3 +624,23 @@ def test_the_token_request_goes_through_the_outbound_guard(owner, google_peer, s
     assert "loopback address; exports to private networks are disabled" in page
     assert google_peer.grants == 0
     assert not Installation.objects.filter(connector="gdrive").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_deliveries_on_an_expired_token_renew_it_once(
+    owner, firm, google_peer, make_client, make_document
+):
+    """Twenty workers find the access token expired together: one renews it under the
+    row's lock, the others use what it saved; nobody is asked to reconnect."""
+    installation = install(owner, google_peer)
+    company = make_client(firm["partner"], "Twintig Leveringen BV")
+    activate(owner, installation, company)
+    before = google_peer.refreshes
+
+    assert send_together(installation, company, make_document) == []
+    assert google_peer.refreshes == before + 1
+    installation.refresh_from_db()
+    assert installation.status == Installation.Status.OK
+    folder = f"{client_folder(company)}/AP/"
+    files = [path for path in google_peer.tree() if path.startswith(folder)]
+    assert len(files) == 20

@@ -26,7 +26,15 @@ from extensions.connectors.onedrive import OneDriveConnector, item_path, login_u
 from extensions.models import Installation
 from extensions.paths import file_name
 from extensions.pending import SESSION_KEY
-from tests.drives import activate, at_provider, back_from_provider, client_folder, content, deliver
+from tests.drives import (
+    activate,
+    at_provider,
+    back_from_provider,
+    client_folder,
+    content,
+    deliver,
+    send_together,
+)
 
 ROOT = "Invoice_import"  # as the product's guide names it
 pytestmark = pytest.mark.django_db
@@ -538,3 +546,23 @@ def test_two_workers_spend_a_rotating_refresh_token_once(firm, microsoft_peer):
     installation.refresh_from_db()
     assert microsoft_peer.refresh_tokens == {installation.secrets["refresh_token"]}
     assert microsoft_peer.tree() == {ROOT: None}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_deliveries_on_an_expired_token_renew_it_once(
+    owner, firm, microsoft_peer, make_client, make_document
+):
+    """Twenty workers find the access token expired together: one renews it under the
+    row's lock, the others use what it saved; nobody is asked to reconnect."""
+    installation = install(owner, microsoft_peer)
+    company = make_client(firm["partner"], "Twintig Leveringen BV")
+    activate(owner, installation, company)
+    before = microsoft_peer.refreshes
+
+    assert send_together(installation, company, make_document) == []
+    assert microsoft_peer.refreshes == before + 1
+    installation.refresh_from_db()
+    assert installation.status == Installation.Status.OK
+    folder = f"{client_folder(company)}/AP/"
+    files = [path for path in microsoft_peer.tree() if path.startswith(folder)]
+    assert len(files) == 20

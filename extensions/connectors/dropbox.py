@@ -352,6 +352,7 @@ class DropboxConnector(CloudDrive):
             dropbox_url("api", "/2/"),
             secrets=signin.secret_values(self.destination.secrets or {}),
             rate_limit_wait=RATE_LIMIT_WAIT_SECONDS,
+            pacing=self.pacing(),
         )
 
     @contextmanager

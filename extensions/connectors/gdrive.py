@@ -17,9 +17,12 @@ https://developers.google.com/drive/api/guides):
   every sign-in, a Reconnect included. While the operator's Google app is not verified,
   Google shows a warning first ("Google hasn't verified this app"): *Continue* goes on.
 * **Folders** are found by name, parent, folder type and ``trashed = false`` (string
-  values quoted, ``'`` and ``\\`` escaped), created when missing, their ids cached per
-  connection. Creating one happens under the installation row's lock, looking again
-  inside it: Drive allows two folders of one name, and two workers must not make them.
+  values quoted, ``'`` and ``\\`` escaped), created when missing, their ids kept in the
+  cache every worker shares (Django's, for a day) so a month-end backlog looks each up
+  once, not once per connection. Creating one happens under the installation row's lock,
+  looking again inside it: Drive allows two folders of one name, and two workers must not
+  make them. A kept id the Drive no longer knows (a folder deleted by hand) is forgotten
+  and the folders found or made again, once per file.
 * **Once only.** Drive also allows two files of one name, so each file carries our key
   (the export job's, the same for every send of the document to this integration) and the
   send's idempotency key in ``appProperties``, and is looked up by the first before an
@@ -45,12 +48,14 @@ https://developers.google.com/drive/api/guides):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from contextlib import contextmanager
 from typing import ClassVar
 
 from django.conf import settings
+from django.core.cache import cache
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from social_core.backends.google import GoogleOAuth2
@@ -142,6 +147,13 @@ class DriveApi(ApiClient):
         return None
 
 
+FOLDER_IDS_SECONDS = 24 * 3600  # how long a folder's id is kept in the shared cache
+
+
+class _ParentGone(Exception):
+    """The Drive answered 404 for the folder a new file was to go into."""
+
+
 class DriveSession:
     """One API client (one kept-alive connection) and the folder ids found on it."""
 
@@ -202,9 +214,25 @@ class DriveSession:
         for depth in range(1, len(parts) + 1):
             path = parts[:depth]
             if path not in self.folders:
-                self.folders[path] = self._folder(parts[depth - 1], parent)
+                key = self._folder_key(parent, parts[depth - 1])
+                self.folders[path] = cache.get(key) or self._folder(parts[depth - 1], parent)
+                cache.set(key, self.folders[path], FOLDER_IDS_SECONDS)
             parent = self.folders[path]
         return parent
+
+    def forget(self, parts: tuple[str, ...]) -> None:
+        """Drop the kept ids of ``parts`` and the folders above it, here and for every worker."""
+        parent = "root"
+        for depth in range(1, len(parts) + 1):
+            cache.delete(self._folder_key(parent, parts[depth - 1]))
+            parent = self.folders.pop(parts[:depth], None) or "root"
+
+    def _folder_key(self, parent: str, name: str) -> str:
+        """The shared cache's key of folder ``name`` in ``parent``: ids are the account's."""
+        destination = self.connector.destination
+        account = destination.settings.get("account", "")
+        digest = hashlib.sha256(f"{account}\n{parent}\n{name}".encode()).hexdigest()[:32]
+        return f"gdrive-folder:{destination.pk}:{digest}"
 
     def _folder(self, name: str, parent: str) -> str:
         query = (
@@ -230,6 +258,19 @@ class DriveSession:
     # --- files ---
 
     def send(self, export_file: ExportFile) -> Receipt:
+        try:
+            return self._send(export_file)
+        except _ParentGone:
+            self.forget(export_file.folder)  # deleted by hand: find or make it again
+        try:
+            return self._send(export_file)
+        except _ParentGone:
+            raise TransientError(
+                _("Google Drive lost the folder %(folder)s while the file was sent.")
+                % {"folder": "/".join(export_file.folder)}
+            ) from None
+
+    def _send(self, export_file: ExportFile) -> Receipt:
         parent = self.folder(export_file.folder)
         metadata = export_file.metadata
         key = metadata.get("job_id") or metadata.get("document_id", "")
@@ -274,11 +315,9 @@ class DriveSession:
                 f"\r\n--{boundary}--\r\n".encode(),
             ]
         )
-        method, path = target
         return (
-            self.call(
-                method,
-                google_url("apis", path),
+            self._upload(
+                target,
                 params={"uploadType": "multipart", "fields": "id,name"},
                 headers={"Content-Type": f"multipart/related; boundary={boundary}"},
                 data=body,
@@ -286,13 +325,23 @@ class DriveSession:
             or {}
         )
 
+    def _upload(self, target, **kwargs) -> Response:
+        """The request that creates (POST) or rewrites (PATCH) a file; a 404 when creating
+        means the folder it goes into is gone."""
+        method, path = target
+        creating = method == "POST"
+        response = self.call(
+            method, google_url("apis", path), accept=(404,) if creating else (), **kwargs
+        )
+        if response.status == 404:
+            raise _ParentGone
+        return response
+
     def _resumable(self, target, metadata: dict, export_file: ExportFile) -> dict:
         content = export_file.content
         total = len(content)
-        method, path = target
-        started = self.call(
-            method,
-            google_url("apis", path),
+        started = self._upload(
+            target,
             params={"uploadType": "resumable", "fields": "id,name"},
             headers={
                 "Content-Type": "application/json; charset=UTF-8",
@@ -370,6 +419,7 @@ class GoogleDriveConnector(CloudDrive):
             google_url("apis", "/drive/v3/files"),
             secrets=signin.secret_values(self.destination.secrets or {}),
             rate_limit_wait=RATE_LIMIT_WAIT_SECONDS,
+            pacing=self.pacing(),
         )
 
     @contextmanager

@@ -42,6 +42,7 @@ class Answer:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse can be seen
     timeout = 10  # an idle keep-alive connection does not hold its thread forever
+    disable_nagle_algorithm = True  # else each answer waits for the client's delayed ACK
     server: _Server
 
     def log_message(self, format, *args):
