@@ -17,6 +17,16 @@ CONNECTORS = [
     "extensions.connectors.gdrive.GoogleDriveConnector",
     "extensions.connectors.onedrive.OneDriveConnector",
     "extensions.connectors.dropbox.DropboxConnector",
+    "extensions.connectors.exact.ExactConnector",
+    "extensions.connectors.yuki.YukiConnector",
+    "extensions.connectors.octopus.OctopusConnector",
+    "extensions.connectors.onea.OneaConnector",
+    "extensions.connectors.pingwin.PingWinConnector",
+    "extensions.connectors.counte.CounteConnector",
+    "extensions.connectors.wings.WingsConnector",
+    "extensions.connectors.bocount.BocountConnector",
+    "extensions.connectors.lyanthe.LyantheConnector",
+    "extensions.connectors.zenvoices.ZenvoicesConnector",
 ]
 
 

@@ -85,6 +85,9 @@ class OAuthSpec:
     unavailable: str | Promise = UNAVAILABLE
     account_setting: str = "account"  # where the signed-in account's name is kept
     account: Callable[[Mapping], str] = email_of  # the account's name from the user info
+    # Seconds before expiry an access token is renewed (a provider may forbid renewing a
+    # token that still has minutes left).
+    renew_margin: float = RENEW_MARGIN
 
     def app_credentials(self) -> tuple[str, str]:
         return (
@@ -97,8 +100,12 @@ class OAuthSpec:
         """False until the operator has set the app's client id and secret."""
         return all(self.app_credentials())
 
-    def client(self, redirect_uri: str = "", data: Mapping | None = None):
-        """The backend, configured from this spec only (never from SOCIAL_AUTH_* settings)."""
+    def client(
+        self, redirect_uri: str = "", data: Mapping | None = None, settings: Mapping | None = None
+    ):
+        """The backend, configured from this spec only (never from SOCIAL_AUTH_* settings);
+        ``settings`` are the installation's, for a provider whose address depends on one
+        (Exact Online's region), read by the backend as ``DESTINATION_SETTINGS``."""
         client_id, client_secret = self.app_credentials()
         values = {
             "KEY": client_id,
@@ -106,6 +113,7 @@ class OAuthSpec:
             "SCOPE": list(self.scope),
             "IGNORE_DEFAULT_SCOPE": True,
             "AUTH_EXTRA_ARGUMENTS": dict(self.extra_arguments),
+            "DESTINATION_SETTINGS": dict(settings or {}),
         }
         return self.backend(_Strategy(values, data or {}), redirect_uri=redirect_uri)
 
@@ -113,6 +121,16 @@ class OAuthSpec:
         """Scheme and host of the provider's sign-in page (forms are allowed to go there)."""
         parts = urlsplit(self.client().authorization_url())
         return f"{parts.scheme}://{parts.netloc}"
+
+    def authorization_origins(self) -> list[str]:
+        """Every origin a sign-in may start at: a backend with ``authorization_urls()``
+        (one per region of the provider) names them all, any other its one."""
+        backend = self.client()
+        urls = getattr(backend, "authorization_urls", None)
+        if urls is None:
+            return [self.authorization_origin()]
+        parts = [urlsplit(url) for url in urls()]
+        return sorted({f"{part.scheme}://{part.netloc}" for part in parts})
 
 
 class _Strategy(BaseStrategy):
@@ -222,18 +240,18 @@ def _provider_failure(exc: SocialAuthBaseException, provider: str) -> ConnectorE
 # --- the sign-in --------------------------------------------------------------------
 
 
-def authorization_url(spec: OAuthSpec, redirect_uri: str, state: str) -> str:
+def authorization_url(spec: OAuthSpec, redirect_uri: str, state: str, settings=None) -> str:
     """Where the person signs in: the provider's page with our client id, scope, state."""
-    backend = spec.client(redirect_uri)
+    backend = spec.client(redirect_uri, settings=settings)
     params = backend.auth_params(state)
     params.update(backend.get_scope_argument())
     params.update(backend.auth_extra_arguments())
     return backend.authorization_url() + "?" + urlencode(params)
 
 
-def complete(spec: OAuthSpec, redirect_uri: str, code: str) -> tuple[dict, str]:
+def complete(spec: OAuthSpec, redirect_uri: str, code: str, settings=None) -> tuple[dict, str]:
     """Exchange the code for tokens and read the account's name: (secrets, account)."""
-    backend = spec.client(redirect_uri, {"code": code})
+    backend = spec.client(redirect_uri, {"code": code}, settings=settings)
     provider = str(spec.provider)
     try:
         answer = backend.request_access_token(
@@ -276,14 +294,15 @@ def _tokens(answer: Mapping) -> dict:
 
 
 def access_token(destination, spec: OAuthSpec, *, stale: str = "") -> str:
-    """A usable access token, renewed first when it expires within ``RENEW_MARGIN``, or
-    when it is ``stale`` (the API refused it) and no one has renewed it since."""
+    """A usable access token, renewed first when it expires within the spec's
+    ``renew_margin``, or when it is ``stale`` (the API refused it) and no one has renewed
+    it since."""
 
     def needed(secrets) -> bool:
         if stale:
             return secrets.get(ACCESS_TOKEN) == stale
         expires_at = secrets.get(EXPIRES_AT) or 0
-        return not secrets.get(ACCESS_TOKEN) or expires_at - time.time() < RENEW_MARGIN
+        return not secrets.get(ACCESS_TOKEN) or expires_at - time.time() < spec.renew_margin
 
     def renew(secrets) -> dict:
         refresh = secrets.get(REFRESH_TOKEN)
@@ -291,7 +310,7 @@ def access_token(destination, spec: OAuthSpec, *, stale: str = "") -> str:
             raise ReauthorizationRequired(
                 _("Sign in again: click Reconnect on the extension's page.")
             )
-        backend = spec.client()
+        backend = spec.client(settings=destination.settings)
         try:
             return _tokens(backend.refresh_token(refresh))
         except SocialAuthBaseException as exc:
@@ -323,18 +342,21 @@ def begin(request, installation) -> HttpResponse:
     state = secrets.token_urlsafe(32)
     pending.remember(request, installation, state=state)
     spec = installation.connector_class.oauth
-    return HttpResponseRedirect(authorization_url(spec, callback_uri(request), state))
+    return HttpResponseRedirect(
+        authorization_url(spec, callback_uri(request), state, installation.settings)
+    )
 
 
 def unavailable(request, connector) -> HttpResponse | None:
-    """The page saying the operator has not set the app's credentials, or None."""
-    spec = connector.oauth
-    if spec is None or spec.available:
+    """The page saying the operator has not configured the extension (``Connector.
+    unavailable_reason``: a sign-in's app credentials, another setting), or None."""
+    reason = connector.unavailable_reason()
+    if not reason:
         return None
     return render(
         request,
         "extensions/install_confirm.html",
-        {"connector": connector, "unavailable": spec.unavailable},
+        {"connector": connector, "unavailable": reason},
     )
 
 
@@ -396,7 +418,7 @@ def signin_callback(request):
         messages.error(request, _("The sign-in failed (%(error)s).") % {"error": said})
         return redirect(back)
     try:
-        tokens, account = complete(spec, callback_uri(request), code)
+        tokens, account = complete(spec, callback_uri(request), code, installation.settings)
     except ConnectorError as exc:
         messages.error(request, str(exc))
         return redirect(back)
@@ -406,15 +428,16 @@ def signin_callback(request):
 
 
 def check_app_credentials(app_configs=None, **kwargs):
-    """``manage.py check``: a sign-in extension the operator has not configured."""
+    """``manage.py check``: an extension the operator has not configured (a sign-in's app
+    credentials, another setting: ``Connector.unavailable_reason``)."""
     warnings = []
     for connector in registry.connectors().values():
-        spec = connector.oauth
-        if spec is not None and not spec.available:
+        reason = connector.unavailable_reason()
+        if reason:
             warnings.append(
                 checks.Warning(
-                    f"{connector.key}: {spec.unavailable}",
-                    hint=f"Set {spec.client_id_setting} and {spec.client_secret_setting}.",
+                    f"{connector.key}: {reason}",
+                    hint=f"Set {' and '.join(connector.operator_settings())}.",
                     id="extensions.W001",
                 )
             )

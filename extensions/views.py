@@ -118,7 +118,7 @@ def store(request):
             {
                 "connector": connector,
                 "installed": connector.key in installed,
-                "unavailable": connector.oauth is not None and not connector.oauth.available,
+                "unavailable": connector.unavailable_reason(),
             }
         )
     return render(request, "extensions/store.html", {"cards": cards, "query": query})
@@ -147,7 +147,7 @@ def extension(request, connector_key):
             "installations": installations,
             "is_owner": request.membership.is_owner,
             "egress_ips": getattr(django_settings, "EXPORT_EGRESS_IPS", None) or [],
-            "unavailable": connector.oauth is not None and not connector.oauth.available,
+            "unavailable": connector.unavailable_reason(),
         },
     )
 
@@ -156,8 +156,34 @@ def extension(request, connector_key):
 def install(request, connector_key):
     """Step one: what the extension will read and write; confirming leads to the form."""
     connector = _connector_or_404(connector_key)
-    return signin.unavailable(request, connector) or render(
-        request, "extensions/install_confirm.html", {"connector": connector}
+    return (
+        signin.unavailable(request, connector)
+        or _offer_existing(request, connector)
+        or render(request, "extensions/install_confirm.html", {"connector": connector})
+    )
+
+
+def _offer_existing(request, connector):
+    """For a connector installed once per firm (``one_per_firm``), the page offering the
+    firm's installation instead of a second one; None when there is none yet."""
+    if not connector.one_per_firm:
+        return None
+    existing = (
+        Installation.objects.for_partner(request.partner)
+        .installed()
+        .filter(connector=connector.key)
+        .first()
+    )
+    if existing is None:
+        return None
+    return render(
+        request,
+        "extensions/install_confirm.html",
+        {
+            "connector": connector,
+            "existing": existing,
+            "facts": existing.connector_class(existing).facts(),
+        },
     )
 
 
@@ -167,7 +193,7 @@ def configure(request, connector_key):
     connector = _connector_or_404(connector_key)
     if request.method != "POST":
         return redirect("store:install", connector_key=connector.key)
-    refused = signin.unavailable(request, connector)
+    refused = signin.unavailable(request, connector) or _offer_existing(request, connector)
     if refused is not None:
         return refused
     if "confirm" in request.POST:
@@ -197,7 +223,7 @@ def configure(request, connector_key):
 def _signin_allowed(response, connector):
     """A page whose form leads to a provider's sign-in lets the form go there (CSP)."""
     if connector is not None and connector.oauth is not None and connector.oauth.available:
-        response._csp_update = {"form-action": [connector.oauth.authorization_origin()]}
+        response._csp_update = {"form-action": connector.oauth.authorization_origins()}
     return response
 
 

@@ -141,6 +141,24 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# What the web and worker processes share beyond the database (a drive's folder ids): Redis
+# when REDIS_URL is set, else files under var/ (one machine, every process).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "partnerspace",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -261,6 +279,42 @@ ONEDRIVE_SIMPLE_UPLOAD_MAX_BYTES = env.int(
     "ONEDRIVE_SIMPLE_UPLOAD_MAX_BYTES", default=4 * 1024 * 1024
 )
 ONEDRIVE_FRAGMENT_BYTES = env.int("ONEDRIVE_FRAGMENT_BYTES", default=10 * 1024 * 1024)
+
+# Exact Online: the operator's app (Exact App Center of the region it is registered in, with
+# the redirect URI https://<portal>/store/signin/callback/). Unset: the Store shows the
+# extension as not available. EXACT_BASE_URL, when set, replaces every Exact origin (each
+# region's start.exactonline.<tld>) with one: a test server or a proxy.
+EXACT_CLIENT_ID = env.str("EXACT_CLIENT_ID", default="")
+EXACT_CLIENT_SECRET = env.str("EXACT_CLIENT_SECRET", default="")
+EXACT_BASE_URL = env.str("EXACT_BASE_URL", default="")
+
+# Yuki: its SOAP web services, at {YUKI_BASE_URL}{Service}.asmx (the Belgian host by
+# default; https://api.yukiworks.nl/ws/ for the Dutch one). Each firm types its own key.
+YUKI_BASE_URL = env.str("YUKI_BASE_URL", default="https://api.yukiworks.be/ws/")
+
+# Octopus: the REST API that checks a firm's sign-in (documents go to each dossier's mailbox
+# by e-mail, through EMAIL_URL). OCTOPUS_SOFTWARE_HOUSE_UUID is issued by Octopus to the
+# operator as a software house; unset, the Store shows the extension as not available.
+OCTOPUS_BASE_URL = env.str(
+    "OCTOPUS_BASE_URL", default="https://service.inaras.be/octopus-rest-api/v1"
+)
+OCTOPUS_SOFTWARE_HOUSE_UUID = env.str("OCTOPUS_SOFTWARE_HOUSE_UUID", default="")
+
+# Onea, PingWin, Wings Online: packages without published API documentation; their
+# connectors speak the contracts in docs/connectors/<key>.md. Each *_BASE_URL, when set,
+# replaces the package's address (a test server, a proxy): Onea's is
+# https://<platform>.onea.be, PingWin's and Wings' are assumed (see their docs). Count-e's
+# API URL is each firm's own setting.
+ONEA_BASE_URL = env.str("ONEA_BASE_URL", default="")
+PINGWIN_BASE_URL = env.str("PINGWIN_BASE_URL", default="")
+WINGS_BASE_URL = env.str("WINGS_BASE_URL", default="")
+
+# Lyanthe: no public address or API documentation was found; the default is assumed (see
+# docs/connectors/lyanthe.md). Zenvoices: its public API's host (login under /api/, the
+# API under /public-api/v1/). Either, when set, may point at a test server or a proxy.
+# BoCount's address is each firm's own setting.
+LYANTHE_BASE_URL = env.str("LYANTHE_BASE_URL", default="https://api.lyanthe.be/v1/")
+ZENVOICES_BASE_URL = env.str("ZENVOICES_BASE_URL", default="https://app.zenvoices.com")
 
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")
 DEMO_SFTP_PASSWORD = env.str("DEMO_SFTP_PASSWORD", default="")

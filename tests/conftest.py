@@ -4,12 +4,14 @@ import hashlib
 import itertools
 
 import pytest
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.utils import translation
 
 from clients.models import Client, Document
 from clients.release import INITIAL_STATUS, release
 from exports.models import ExportJob
+from extensions.api import forget_pacing
 from extensions.models import Installation, Integration
 from partnerspace.enterprise import normalize
 from partnerspace.models import Membership, Partner
@@ -21,6 +23,13 @@ pytest_plugins = [
     "tests.peers.google",
     "tests.peers.dropbox",
     "tests.peers.microsoft",
+    "tests.peers.exact",
+    "tests.peers.yuki",
+    "tests.peers.octopus",
+    "tests.peers.document_apis",
+    "tests.peers.bocount",
+    "tests.peers.lyanthe",
+    "tests.peers.zenvoices",
     "tests.peers.workers",
     "tests.peppol_examples",
 ]
@@ -37,6 +46,13 @@ def enterprise_number(seed: int) -> str:
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Ids a test's fake handed out, and a rate it allowed, mean nothing to the next test."""
+    cache.clear()
+    forget_pacing()
 
 
 @pytest.fixture(autouse=True)

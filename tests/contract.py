@@ -32,7 +32,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import message_from_bytes, policy
 from functools import partial
 from pathlib import Path
@@ -711,6 +711,473 @@ def _onedrive() -> Entry:
         ],
         receiver_deduplicates=False,
         one_means="one item: the retry writes the same path with conflictBehavior=replace",
+    )
+
+
+@entry("yuki")
+def _yuki() -> Entry:
+    """The key is typed; the address it was typed for (the operator's YUKI_BASE_URL) is
+    the binding, kept as the service_url setting."""
+    from extensions.connectors import yuki_soap
+
+    def yuki(peers, url, key, administration="adm-unknown"):
+        settings = peers["settings"]
+
+        def apply():
+            settings.YUKI_BASE_URL = url
+
+        return Config(
+            {"service_url": url}, {"access_key": key}, {"administration": administration},
+            apply=apply,
+        )  # fmt: skip
+
+    def live(peers):
+        peer = peers["yuki_peer"]
+        first = next(iter(peer.administrations))
+        return yuki(peers, peer.url + "/ws/", peer.access_key, first)
+
+    return Entry(
+        sample=Config(
+            {"service_url": yuki_soap.base_url()},
+            {"access_key": "Yuki-stored-key/7 q+0"},
+            {"administration": "7d3c1a52-0000-4000-8000-000000000001"},
+        ),
+        rebind={"service_url": "https://api.yukiworks.nl/ws/"},
+        peers=("yuki_peer",),
+        live=live,
+        unreachable=lambda peers, port: yuki(
+            peers, f"http://127.0.0.1:{port}/ws/", "Yuki unreachable/key 3"
+        ),
+        wrong_credentials=lambda peers: yuki(
+            peers, peers["yuki_peer"].url + "/ws/", WRONG_PASSWORD
+        ),
+        copies=lambda peers: [
+            Copy((d.administration, d.folder, d.file_name), d.content)
+            for d in peers["yuki_peer"].documents.values()
+        ],
+        receiver_deduplicates=False,
+        one_means="one document: the retry finds the first by its name before uploading",
+    )
+
+
+@entry("octopus")
+def _octopus() -> Entry:
+    """Signed in at Octopus's REST API, delivered by e-mail through the operator's server."""
+    mailbox = {"mailbox": "peeters.aankoop@mail.octopus.example"}
+
+    def octopus(peers, api_url, uuid, smtp, user, password):
+        settings = peers["settings"]
+
+        def apply():
+            settings.OCTOPUS_BASE_URL = api_url
+            settings.OCTOPUS_SOFTWARE_HOUSE_UUID = uuid
+            _point_at_smtp(settings, *smtp)
+
+        return Config({"user": user}, {"password": password}, mailbox, user=user, apply=apply)
+
+    def live(peers):
+        peer, smtp = peers["octopus_peer"], peers["smtp_peer"]
+        return octopus(
+            peers, peer.api_url, peer.software_house_uuid, (smtp.host, smtp.port),
+            peer.user, peer.password,
+        )  # fmt: skip
+
+    def unreachable(peers, port):
+        smtp = peers["smtp_peer"]
+        return octopus(
+            peers, f"http://127.0.0.1:{port}/octopus-rest-api/v1", "5f0c-uuid",
+            (smtp.host, smtp.port), "lambert", "Octopus unreachable/pw 3",
+        )  # fmt: skip
+
+    def wrong_credentials(peers):
+        config = live(peers)
+        return replace(config, secrets={"password": WRONG_PASSWORD})
+
+    return Entry(
+        sample=Config(
+            {"user": "lambert@fiduciaire.example"},
+            {"password": "Octopus-stored-pass/5 k"},
+            mailbox,
+            user="lambert@fiduciaire.example",
+        ),
+        rebind={"user": "someone@elsewhere.example"},
+        peers=("octopus_peer", "smtp_peer"),
+        live=live,
+        unreachable=unreachable,
+        wrong_credentials=wrong_credentials,
+        copies=lambda peers: _messages(peers["smtp_peer"]),
+        receiver_deduplicates=True,
+        one_means=(
+            "messages to the dossier mailbox that all carry one Message-ID, by which a "
+            "receiver drops the repeat"
+        ),
+    )
+
+
+def _documents(peer) -> list[Copy]:
+    """What a package holds: one copy per document, known by where it went and its key."""
+    return [Copy((d.where, d.idempotency_key), d.content) for d in peer.documents]
+
+
+def _package(base_setting: str):
+    """A configuration whose package is reached at ``url`` through ``base_setting``."""
+
+    def config(peers, url, settings, secrets, **rest):
+        django_settings = peers["settings"]
+        return Config(
+            settings, secrets, apply=lambda: setattr(django_settings, base_setting, url), **rest
+        )
+
+    return config
+
+
+@entry("onea")
+def _onea() -> Entry:
+    onea = _package("ONEA_BASE_URL")
+    return Entry(
+        sample=Config({"platform": "eis"}, {"api_key": "onea-stored-key/1x"}),
+        rebind={"platform": "ois"},
+        peers=("onea_peer",),
+        live=lambda peers: onea(
+            peers,
+            peers["onea_peer"].url,
+            {"platform": "vis"},
+            {"api_key": peers["onea_peer"].api_key},
+        ),
+        unreachable=lambda peers, port: onea(
+            peers, f"http://127.0.0.1:{port}", {"platform": "vis"}, {"api_key": "onea-unreach/2y"}
+        ),
+        wrong_credentials=lambda peers: onea(
+            peers, peers["onea_peer"].url, {"platform": "vis"}, {"api_key": WRONG_PASSWORD}
+        ),
+        copies=lambda peers: _documents(peers["onea_peer"]),
+        receiver_deduplicates=False,
+        one_means="one document: the retry finds the first by its reference",
+    )
+
+
+@entry("pingwin")
+def _pingwin() -> Entry:
+    pingwin = _package("PINGWIN_BASE_URL")
+
+    def live(peers, api_key=None):
+        peer = peers["pingwin_peer"]
+        return pingwin(
+            peers,
+            peer.url,
+            {"clid": peer.clid, "file_id": "2025"},
+            {"api_key": api_key or peer.api_key},
+        )
+
+    return Entry(
+        sample=Config({"clid": "CL-4711", "file_id": "2025"}, {"api_key": "pw-stored-key/3z"}),
+        rebind={"clid": "CL-9999", "file_id": "3030"},
+        peers=("pingwin_peer",),
+        live=live,
+        unreachable=lambda peers, port: pingwin(
+            peers,
+            f"http://127.0.0.1:{port}",
+            {"clid": "CL-4711", "file_id": "2025"},
+            {"api_key": "pw-unreach/4w"},
+        ),
+        wrong_credentials=lambda peers: live(peers, api_key=WRONG_PASSWORD),
+        copies=lambda peers: _documents(peers["pingwin_peer"]),
+        receiver_deduplicates=False,
+        one_means="one document: PingWin answers a repeated Idempotency-Key with the first",
+    )
+
+
+@entry("counte")
+def _counte() -> Entry:
+    def config(api_url, password, username="lambert.api"):
+        return Config(
+            {"api_url": api_url, "database": "LAMBERT", "username": username},
+            {"password": password},
+            {"customer_number": "40012"},
+            user=username,
+        )
+
+    return Entry(
+        sample=config("https://lambert.count-e.example/api", "Count-e stored/pass 5"),
+        rebind={
+            "api_url": "https://elsewhere.count-e.example/api",
+            "database": "OTHER",
+            "username": "someone.else",
+        },
+        peers=("counte_peer",),
+        live=lambda peers: config(peers["counte_peer"].api_url, peers["counte_peer"].password),
+        unreachable=lambda peers, port: config(
+            f"http://127.0.0.1:{port}/api", "Count-e unreach/pass 6"
+        ),
+        wrong_credentials=lambda peers: config(peers["counte_peer"].api_url, WRONG_PASSWORD),
+        copies=lambda peers: _documents(peers["counte_peer"]),
+        receiver_deduplicates=False,
+        one_means="one document: the retry finds the first by its reference",
+    )
+
+
+@entry("wings")
+def _wings() -> Entry:
+    wings = _package("WINGS_BASE_URL")
+    client = {"internal_number": "17", "purchase_journal": "AK", "sales_journal": "VK"}
+
+    def config(peers, url, password):
+        return wings(
+            peers, url, {"username": "Wings8123"}, {"password": password},
+            client_settings=client, user="Wings8123",
+        )  # fmt: skip
+
+    return Entry(
+        sample=Config(
+            {"username": "Wings8123"},
+            {"password": "Wings stored/pass 7"},
+            client,
+            user="Wings8123",
+        ),
+        rebind={"username": "Wings8999"},
+        peers=("wings_peer",),
+        live=lambda peers: config(peers, peers["wings_peer"].url, peers["wings_peer"].password),
+        unreachable=lambda peers, port: config(
+            peers, f"http://127.0.0.1:{port}", "Wings unreach/pass 8"
+        ),
+        wrong_credentials=lambda peers: config(peers, peers["wings_peer"].url, WRONG_PASSWORD),
+        copies=lambda peers: _documents(peers["wings_peer"]),
+        receiver_deduplicates=False,
+        one_means="one document: the retry finds the first by its reference",
+    )
+
+
+@entry("exact")
+def _exact() -> Entry:
+    """Secrets come from an Exact Online sign-in, not a form: a refresh token the peer
+    issued stands for a past sign-in; every renewal rotates it. The client's
+    administration is a division the peer's user may use."""
+    client_settings = {"division": "202"}
+
+    def exact(peers, url, **secrets):
+        settings = peers["settings"]
+        client_secret = settings.EXACT_CLIENT_SECRET or "exact-operator-app/secret"
+
+        def apply():
+            settings.EXACT_BASE_URL = url
+            settings.EXACT_CLIENT_ID = settings.EXACT_CLIENT_ID or "app-id"
+            settings.EXACT_CLIENT_SECRET = client_secret
+
+        return Config(
+            {"region": "be", "account": "Hélène Lambert (helene@lambert-boekhouding.be)"},
+            secrets,
+            client_settings,
+            hidden=(client_secret,),
+            apply=apply,
+        )
+
+    def live(peers):
+        peer = peers["exact_peer"]
+        return exact(peers, peer.url, refresh_token=peer.signed_in())
+
+    def unreachable(peers, port):
+        return exact(
+            peers,
+            f"http://127.0.0.1:{port}",
+            access_token="gAAA.unreachable/access token",
+            refresh_token="Rx.unreachable/refresh token",
+            expires_at=time.time() + 3600,
+        )
+
+    def wrong_credentials(peers):
+        """A refresh token Exact never issued, with no access token or one it refuses, and
+        one already rotated away ("Old refresh token used.")."""
+        peer = peers["exact_peer"]
+        spent = peer.signed_in()
+        peer.spent.add(spent)
+        peer.refresh_tokens.discard(spent)
+        unknown = {"refresh_token": "Rx.revoked/refresh token"}
+        return [
+            exact(peers, peer.url, **unknown),
+            exact(
+                peers,
+                peer.url,
+                access_token="gAAA.refused/access token",
+                expires_at=time.time() + 3600,
+                **unknown,
+            ),
+            exact(peers, peer.url, refresh_token=spent),
+        ]
+
+    return Entry(
+        sample=Config(
+            {"region": "be", "account": "Hélène Lambert (helene@lambert-boekhouding.be)"},
+            {
+                "access_token": "gAAA.stored-access/token 1",
+                "refresh_token": "Rx.stored-refresh/token 2",
+                "expires_at": 1_900_000_000.0,
+            },
+            client_settings,
+        ),
+        rebind={"region": "nl", "account": "someone@elsewhere.example"},
+        peers=("exact_peer",),
+        live=live,
+        unreachable=unreachable,
+        wrong_credentials=wrong_credentials,
+        copies=lambda peers: [
+            Copy(subject, content)
+            for subject, _type, files in peers["exact_peer"].held(202)
+            for _name, content in files
+        ],
+        receiver_deduplicates=False,
+        one_means="one document with one attachment: the retry finds it by its subject",
+    )
+
+
+def _bocount_client(address, user, password, number="BE0417497106", **client):
+    """A client's web-service user, its password entered for the firm's ``address``."""
+    return Config(
+        {"base_url": address + "/"},
+        {},
+        {"username": user, "company_number": number, "entered_for": address, **client},
+        {"password": password},
+        user=user,
+    )
+
+
+@entry("bocount")
+def _bocount() -> Entry:
+    """The credentials are each client's (``connection_scope = "integration"``): the
+    installation holds only the firm's web-service address, so nothing there to rebind;
+    a client's password is bound to that address by its own form."""
+
+    def live(peers):
+        peer = peers["bocount_peer"]
+        return _bocount_client(peer.base_url.rstrip("/"), "ws-dubois", peer.users["ws-dubois"][0])
+
+    def unreachable(peers, port):
+        address = f"http://127.0.0.1:{port}/webservice"
+        return _bocount_client(address, "ws-dubois", "Bocount unreachable/pw 7")
+
+    def wrong_credentials(peers):
+        peer = peers["bocount_peer"]
+        return _bocount_client(peer.base_url.rstrip("/"), "ws-dubois", WRONG_PASSWORD)
+
+    return Entry(
+        sample=_bocount_client(
+            "https://bocount.lambert.example/webservice",
+            "ws-peeters",
+            "Bocount-stored-pass/3 k",
+            "BE0403019261",
+        ),
+        peers=("bocount_peer",),
+        live=live,
+        unreachable=unreachable,
+        wrong_credentials=wrong_credentials,
+        copies=lambda peers: [
+            Copy((u.company, u.idempotency_key), u.content) for u in peers["bocount_peer"].uploads
+        ],
+        receiver_deduplicates=False,
+        one_means="one document in the company: the retry finds the first by its key",
+    )
+
+
+@entry("lyanthe")
+def _lyanthe() -> Entry:
+    def lyanthe(peers, url, username, password):
+        def apply():
+            peers["settings"].LYANTHE_BASE_URL = url
+
+        return Config(
+            {"username": username},
+            {"password": password},
+            {"administration": "ADM-102"},
+            user=username,
+            apply=apply,
+        )
+
+    def live(peers):
+        peer = peers["lyanthe_peer"]
+        return lyanthe(peers, peer.base_url, peer.username, peer.password)
+
+    def unreachable(peers, port):
+        return lyanthe(peers, f"http://127.0.0.1:{port}/v1/", "lambert", "Lyanthe unreachable/7")
+
+    def wrong_credentials(peers):
+        peer = peers["lyanthe_peer"]
+        return lyanthe(peers, peer.base_url, peer.username, WRONG_PASSWORD)
+
+    return Entry(
+        sample=Config(
+            {"username": "lambert-api"},
+            {"password": "Lyanthe-stored-pass/5 m"},
+            {"administration": "ADM-101"},
+            user="lambert-api",
+        ),
+        rebind={"username": "someone-else"},
+        peers=("lyanthe_peer",),
+        live=live,
+        unreachable=unreachable,
+        wrong_credentials=wrong_credentials,
+        copies=lambda peers: [
+            Copy((u.administration, u.idempotency_key), u.content)
+            for u in peers["lyanthe_peer"].uploads
+        ],
+        receiver_deduplicates=False,
+        one_means="one document in the administration: the retry finds the first by its key",
+    )
+
+
+@entry("zenvoices")
+def _zenvoices() -> Entry:
+    """The access token is obtained by logging in and kept with the password; the wrong
+    credentials are a refused password, alone or behind a token Zenvoices refuses."""
+
+    def zenvoices(peers, url, password, username="api@lambert.be", **token):
+        def apply():
+            peers["settings"].ZENVOICES_BASE_URL = url
+
+        return Config(
+            {"username": username, "organisation": "lambert"},
+            {"password": password, **token},
+            {"company": "DUBOIS"},
+            user=username,
+            apply=apply,
+        )
+
+    def live(peers):
+        peer = peers["zenvoices_peer"]
+        return zenvoices(peers, peer.url, peer.password, peer.username)
+
+    def unreachable(peers, port):
+        return zenvoices(peers, f"http://127.0.0.1:{port}", "Zen unreachable/pw 8")
+
+    def wrong_credentials(peers):
+        peer = peers["zenvoices_peer"]
+        return [
+            zenvoices(peers, peer.url, WRONG_PASSWORD, peer.username),
+            zenvoices(
+                peers,
+                peer.url,
+                WRONG_PASSWORD,
+                peer.username,
+                access_token="eyJzen.refused/access token",
+                expires_at=time.time() + 3600,
+            ),
+        ]
+
+    return Entry(
+        sample=Config(
+            {"username": "api@lambert.be", "organisation": "lambert"},
+            {"password": "Zen-stored-pass/6 n"},
+            {"company": "PEETERS"},
+            user="api@lambert.be",
+        ),
+        rebind={"username": "someone@elsewhere.example", "organisation": "elsewhere"},
+        peers=("zenvoices_peer",),
+        live=live,
+        unreachable=unreachable,
+        wrong_credentials=wrong_credentials,
+        copies=lambda peers: [
+            Copy((u.company, u.external_id), u.content) for u in peers["zenvoices_peer"].uploads
+        ],
+        receiver_deduplicates=False,
+        one_means="one document in the company's inbox: the retry finds it by its externalId",
     )
 
 

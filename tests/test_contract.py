@@ -72,7 +72,7 @@ def stage(firm, make_document):
             """As the engine builds it: per client when its scope is the integration."""
             connector = installation.connector_instance()
             if connector.connection_scope == "integration":
-                connector.destination = engine._IntegrationDestination(installation, integration)
+                connector.destination = integration.connector_destination()
             return connector
 
         def export_file(self, installation, integration):

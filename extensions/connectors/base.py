@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from django import forms
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 PURCHASE, SALES, REPORT = "purchase", "sales", "report"
@@ -178,11 +179,32 @@ class Connector(ABC):
     binding_fields: ClassVar[tuple[str, ...]] = ()
     # What the access-rights confirmation says the extension writes, and where.
     writes: ClassVar[str] = ""
+    # One installation per firm, reused by every client: a second Install offers the
+    # existing one instead (a destination where only the latest sign-in stays valid).
+    one_per_firm: ClassVar[bool] = False
+    # The configure form's button when saving signs in at the destination with typed
+    # credentials ("Sign in with Yuki"); "" keeps "Save configuration". An ``oauth``
+    # connector's button is its spec's.
+    submit_label: ClassVar[str] = ""
 
     do_not_call_in_templates = True
 
     def __init__(self, destination: Destination):
         self.destination = destination
+
+    @classmethod
+    def unavailable_reason(cls) -> str:
+        """Why the operator's configuration does not allow installing it yet ("" when it
+        does): the Store shows it as not available and ``manage.py check`` warns. By
+        default, a sign-in whose app credentials the operator has not set."""
+        spec = cls.oauth
+        return spec.unavailable if spec is not None and not spec.available else ""
+
+    @classmethod
+    def operator_settings(cls) -> tuple[str, ...]:
+        """The Django settings the operator sets for it to be available (the check's hint)."""
+        spec = cls.oauth
+        return (spec.client_id_setting, spec.client_secret_setting) if spec else ()
 
     @classmethod
     def get_category_display(cls) -> str:
@@ -300,6 +322,15 @@ class ConnectorForm(forms.Form):
             self.has_stored_secrets = set()
             self.stored_secrets_dropped = True
         super()._clean_form()
+        for name in self.secret_names:
+            needed = getattr(self.fields[name], "needed", "")
+            if (
+                needed
+                and not self.cleaned_data.get(name)
+                and name not in self.has_stored_secrets
+                and name not in self.errors
+            ):
+                self.add_error(name, needed)
         if self.stored_secrets_dropped and (
             self.non_field_errors() or any(name in self.errors for name in self.secret_names)
         ):
@@ -319,9 +350,14 @@ class ConnectorForm(forms.Form):
         return values, secrets
 
 
-def secret(form_field: forms.Field) -> forms.Field:
-    """Mark a form field as a secret: encrypted at rest, blank in forms, kept when blank."""
+def secret(form_field: forms.Field, needed: str | Promise = "") -> forms.Field:
+    """Mark a form field as a secret: encrypted at rest, blank in forms, kept when blank.
+
+    ``needed``, when given, is the error shown when it is neither typed nor stored (nor
+    kept, after an edit that points the secrets elsewhere).
+    """
     form_field.secret = True
+    form_field.needed = needed
     form_field.required = False
     form_field.widget = forms.PasswordInput(render_value=False)
     return form_field

@@ -221,8 +221,40 @@ def _smtp_error(exc: BaseException, redactor: Redactor) -> ConnectorError:
     )
 
 
+def smtp_connection(redactor: Redactor):
+    """An open connection to the operator's mail server (``EMAIL_URL``), failures typed;
+    shared by every connector that delivers by e-mail."""
+    connection = get_connection(fail_silently=False, timeout=timeout())
+    try:
+        connection.open()
+    except OSError as exc:
+        raise _smtp_error(exc, redactor) from None
+    except UnicodeEncodeError:
+        # smtplib logs in in ASCII only, so no server can take this login; the error's
+        # own text would quote a character of the password.
+        raise ReauthorizationRequired(
+            _("The mail server does not support what EMAIL_URL asks for: %(reason)s.")
+            % {"reason": "a user name or password that is not ASCII"}
+        ) from None
+    return connection
+
+
+@contextmanager
+def smtp_session(connector, session_class):
+    """``session_class(connector, connection)`` over one mail connection, closed after;
+    ``connector`` has a ``redactor`` and the ``destination`` whose settings the messages
+    read (``subject_prefix``, ``reply_to``)."""
+    connection = smtp_connection(connector.redactor)
+    try:
+        yield session_class(connector, connection)
+    finally:
+        with suppress(OSError):
+            connection.close()
+
+
 class EmailSession:
-    """One open mail connection; ``send`` makes and sends one message per document."""
+    """One open mail connection; ``send`` makes and sends one message per document.
+    Another connector delivering by e-mail subclasses it and overrides ``recipients``."""
 
     def __init__(self, connector: EmailConnector, connection):
         self.connector = connector
@@ -332,28 +364,12 @@ class EmailConnector(Connector):
         return Redactor(secrets, user=settings.EMAIL_HOST_USER)
 
     def _connection(self):
-        connection = get_connection(fail_silently=False, timeout=timeout())
-        try:
-            connection.open()
-        except OSError as exc:
-            raise _smtp_error(exc, self.redactor) from None
-        except UnicodeEncodeError:
-            # smtplib logs in in ASCII only, so no server can take this login; the error's
-            # own text would quote a character of the password.
-            raise ReauthorizationRequired(
-                _("The mail server does not support what EMAIL_URL asks for: %(reason)s.")
-                % {"reason": "a user name or password that is not ASCII"}
-            ) from None
-        return connection
+        return smtp_connection(self.redactor)
 
     @contextmanager
     def open(self):
-        connection = self._connection()
-        try:
-            yield EmailSession(self, connection)
-        finally:
-            with suppress(OSError):
-                connection.close()
+        with smtp_session(self, EmailSession) as session:
+            yield session
 
     def check(self) -> str:
         connection = self._connection()
