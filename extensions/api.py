@@ -25,12 +25,6 @@ What every such connector gets from :class:`ApiClient`, so none has to get it ri
   while one request's waits stay within that budget and a few tries, as the cloud APIs ask
   of their clients. Otherwise the error goes to the engine, whose retry waits at least a
   minute and would park the whole batch for a limit that clears within a second.
-* **Paced after a rate limit**, when opened with ``pacing`` (a key naming the account whose
-  limit it is): a :class:`Pacer` shared by the process's connections of that key learns
-  the rate the API took in the second before it refused (nine tenths of it) and spaces the
-  next requests to it, creeping back up with every answer. An API that answers 429 with a
-  whole second of ``Retry-After`` idles each refused connection for that second; pacing
-  turns repeated refusals into one.
 * **No secret in a message.** What a server said reaches a message only as one line
   through :class:`extensions.redaction.Redactor`, with the client's secrets removed.
 """
@@ -39,9 +33,7 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,83 +59,11 @@ MAX_BODY = 64 * 1024  # of an answer we read; the rest is not needed
 DEFAULT_TIMEOUT = (10, 60)  # connect, read; settings.EXPORT_HTTP_TIMEOUT overrides
 USER_AGENT = "PartnerSpace-Export/1"
 RATE_LIMIT_TRIES = 6  # of one request on the connection, however short the waits
-PACE_SHARE = 0.9  # of the rate an API took in the second before it refused
-PACE_CREEP = 0.9995  # the spacing shrinks by this factor with every answer
-PACE_MIN_SAMPLE = 5  # answers seen, below which a refusal says nothing of the rate
-PACERS_KEPT = 1024  # keys a process remembers, the least recently used forgotten
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class RateLimited(TransientError):
     """The API asks to slow down (a 429, or an API's own throttling answer)."""
-
-
-class Pacer:
-    """Spaces the requests of one account's API in this process once it has refused some.
-
-    The rate an API allows is rarely published and is shared by every connection of the
-    account, so it is learnt: at a refusal, the answers of the last second show what the
-    API took from this process; the pacer then lets nine tenths of that through (a
-    process refused while paced slows down by as much again), and shrinks the spacing a
-    little with every answer so that a limit that was raised is found again.
-    """
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.interval = 0.0  # seconds between request starts; 0 until a refusal
-        self.next_at = 0.0
-        self.answered_at: deque[float] = deque()  # monotonic, within the last second
-
-    def wait(self) -> None:
-        """Sleep until this connection's turn, when pacing."""
-        with self.lock:
-            if not self.interval:
-                return
-            now = time.monotonic()
-            at = max(now, self.next_at)
-            self.next_at = at + self.interval
-        if at > now:
-            time.sleep(at - now)
-
-    def answered(self) -> None:
-        with self.lock:
-            now = time.monotonic()
-            while self.answered_at and self.answered_at[0] <= now - 1.0:
-                self.answered_at.popleft()
-            self.answered_at.append(now)
-            if self.interval:
-                self.interval *= PACE_CREEP
-
-    def refused(self) -> None:
-        with self.lock:
-            now = time.monotonic()
-            taken = sum(1 for at in self.answered_at if at > now - 1.0)
-            if self.interval:  # paced, and refused all the same: slow down further
-                self.interval /= PACE_SHARE
-            if taken >= PACE_MIN_SAMPLE:  # below it, a refusal says nothing of the rate
-                self.interval = max(self.interval, 1.0 / (PACE_SHARE * taken))
-
-
-_pacers: OrderedDict[str, Pacer] = OrderedDict()
-_pacers_lock = threading.Lock()
-
-
-def forget_pacing() -> None:
-    """Start every account unpaced again (a test's accounts are reused by the next)."""
-    with _pacers_lock:
-        _pacers.clear()
-
-
-def pacer(key: str) -> Pacer:
-    """The process's pacer for ``key`` (an account at one API)."""
-    with _pacers_lock:
-        found = _pacers.get(key)
-        if found is None:
-            found = _pacers[key] = Pacer()
-            while len(_pacers) > PACERS_KEPT:
-                _pacers.popitem(last=False)
-        _pacers.move_to_end(key)
-        return found
 
 
 def default_timeout() -> tuple[float, float]:
@@ -233,8 +153,7 @@ class ApiClient:
     ``base_url`` is resolved on opening and prefixes every relative ``url`` given to
     :meth:`request` (absolute ones, an upload address handed out by the API, pass as they
     are). ``secrets`` and ``user`` are what the :attr:`redactor` removes from messages;
-    :meth:`hide` adds a value obtained later, such as an access token. ``pacing`` names the
-    account whose rate limit the requests share (see :class:`Pacer`); empty, no pacing.
+    :meth:`hide` adds a value obtained later, such as an access token.
     """
 
     def __init__(
@@ -247,11 +166,9 @@ class ApiClient:
         user_agent: str = USER_AGENT,
         max_body: int = MAX_BODY,
         rate_limit_wait: float = 0.0,
-        pacing: str = "",
     ):
         self.base_url = base_url
         self.rate_limit_wait = rate_limit_wait
-        self.pacer = pacer(pacing) if pacing else None
         self.redactor = Redactor(secrets, user=user)
         timeout = timeout or default_timeout()
         self.timeout = tuple(timeout) if isinstance(timeout, tuple | list) else (timeout, timeout)
@@ -306,15 +223,14 @@ class ApiClient:
         accept: Collection[int] = (),
     ) -> Response:
         """Send one request and read its answer; a 2xx (or a status in ``accept``, which
-        the caller handles itself) is returned, anything else raised as :meth:`failure`,
-        after waiting out short rate limits (``rate_limit_wait``)."""
+        the caller handles itself, unless :meth:`classify` calls that answer a rate limit)
+        is returned, anything else raised as :meth:`failure`, after waiting out short rate
+        limits (``rate_limit_wait``)."""
         waited, backoff, tries = 0.0, 1.0, 0
         while True:
             tries += 1
-            if self.pacer:
-                self.pacer.wait()
             try:
-                response = self._request_once(
+                return self._request_once(
                     method, url, headers=headers, data=data, json=json, params=params,
                     accept=accept,
                 )  # fmt: skip
@@ -323,8 +239,6 @@ class ApiClient:
                 if wait is None:
                     wait = backoff + random.uniform(0, 1)  # noqa: S311 - spreading, not security
                     backoff *= 2
-                if self.pacer:
-                    self.pacer.refused()
                 if (
                     not self.rate_limit_wait
                     or tries >= RATE_LIMIT_TRIES
@@ -333,10 +247,6 @@ class ApiClient:
                     raise
                 time.sleep(wait)
                 waited += wait
-                continue
-            if self.pacer:
-                self.pacer.answered()
-            return response
 
     def _request_once(self, method, url, *, headers, data, json, params, accept) -> Response:
         if self.http is None:
@@ -386,8 +296,13 @@ class ApiClient:
             ) from None
         except requests.RequestException as exc:
             raise self.network_failure(exc, host) from None
-        if response.ok or response.status in accept:
+        if response.ok:
             return response
+        if response.status in accept:
+            limited = self.classify(response)  # a rate limit is still waited out here
+            if not isinstance(limited, RateLimited):
+                return response
+            raise limited
         raise self.failure(response)
 
     # --- what went wrong ---

@@ -11,7 +11,6 @@ from django.utils import translation
 from clients.models import Client, Document
 from clients.release import INITIAL_STATUS, release
 from exports.models import ExportJob
-from extensions.api import forget_pacing
 from extensions.models import Installation, Integration
 from partnerspace.enterprise import normalize
 from partnerspace.models import Membership, Partner
@@ -50,9 +49,8 @@ def _media_root(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _empty_cache():
-    """Ids a test's fake handed out, and a rate it allowed, mean nothing to the next test."""
+    """Ids a test's fake handed out mean nothing to the next test's fake."""
     cache.clear()
-    forget_pacing()
 
 
 @pytest.fixture(autouse=True)

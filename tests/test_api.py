@@ -2,7 +2,6 @@
 
 import ipaddress
 import json
-import math
 import socket
 import ssl
 import time
@@ -31,7 +30,7 @@ from extensions.connectors.base import (
     TransientError,
 )
 from tests.peers import free_port
-from tests.peers.http import Answer, HttpPeer
+from tests.peers.http import HttpPeer
 
 TOKEN = "tok-9f8e7d.c6b5a4~rotate-me"
 NGINX_PAGE = b"""<!DOCTYPE html>
@@ -129,41 +128,6 @@ def test_a_rate_limit_that_never_ends_is_given_up_after_a_few_tries(http_peer):
     with pytest.raises(RateLimited):
         call(http_peer.url, rate_limit_wait=10)
     assert len(http_peer.requests) == RATE_LIMIT_TRIES
-
-
-class LimitedPeer(HttpPeer):
-    """Takes ``rate`` requests in any one second and answers the rest 429 with the whole
-    seconds until there is room, as the cloud APIs do."""
-
-    def __init__(self, rate: int):
-        super().__init__()
-        self.rate, self.taken, self.refused = rate, [], 0
-
-    def next_answer(self, method, headers):
-        with self.lock:
-            now = time.monotonic()
-            self.taken = [at for at in self.taken if at > now - 1.0]
-            if len(self.taken) < self.rate:
-                self.taken.append(now)
-                return Answer(200, {}, b"{}")
-            self.refused += 1
-            wait = math.ceil(self.taken[0] + 1.0 - now)
-            return Answer(429, {"Retry-After": str(wait)}, b"too many requests")
-
-
-@pytest.mark.parametrize("paced, refusals", [(False, 2), (True, 1)])
-def test_after_a_refusal_a_paced_client_keeps_under_the_limit(paced, refusals):
-    """Unpaced, every second's burst meets the limit again; paced by the rate the API took
-    before it refused, the requests after the first refusal all pass."""
-    peer = LimitedPeer(rate=40).start()
-    try:
-        pacing = f"account-{time.monotonic_ns()}" if paced else ""  # a pacer of its own
-        with ApiClient(peer.url, rate_limit_wait=10, pacing=pacing) as client:
-            statuses = [client.request("GET", "/files").status for _ in range(120)]
-    finally:
-        peer.stop()
-    assert statuses == [200] * 120
-    assert peer.refused == refusals
 
 
 def test_refused_credentials_name_the_host(http_peer):

@@ -2,6 +2,7 @@
 test once per connector key, so a new destination is checked by being listed."""
 
 import io
+import re
 from dataclasses import replace
 from datetime import timedelta
 
@@ -386,3 +387,39 @@ def test_a_retry_after_a_lost_answer_leaves_one(key, stage, request):
     sentence = stage.connector(installation, integration).check()
     assert isinstance(sentence, str) and sentence.strip(), sentence
     no_leak(sentence, config, "check()'s sentence")
+
+
+@by_key
+def test_released_invoices_arrive_and_the_integrations_tab_counts_them(
+    key, stage, request, client, firm, make_document
+):
+    """The whole way a firm sees it: a released purchase invoice and a released sales
+    invoice go through the engine to the real peer, byte for byte, and the client's
+    Integrations tab shows the integration active with both delivered."""
+    connector = registry.get(key)
+    entry = contract.entry_for(key)
+    peers = contract.Peers(request)
+    config = entry.live(peers)
+    config.apply()
+    installation, integration = stage.install(connector, config)
+    documents = [
+        make_document(stage.client, category)
+        for category in (Document.Category.PURCHASE, Document.Category.SALES)
+    ]
+    for document in documents:
+        release(document)
+    contents = set()
+    for document in documents:
+        with document.file.open("rb") as stored:
+            contents.add(stored.read())
+
+    report = engine.deliver(engine.destination_of(integration))
+
+    assert (report.delivered, report.waiting, report.dead) == (2, 0, 0), report
+    held = {copy.content for copy in entry.copies(peers)}
+    assert contents <= held, f"{key}: the destination holds {len(held)} other files"
+    client.force_login(firm["member"])
+    tab = client.get(reverse("integrations:list", args=[stage.client.pk])).content.decode()
+    row = tab[tab.index(f"<strong>{installation.name}</strong>") :].split("</tr>")[0]
+    assert '<span class="status status-ok">Active</span>' in row, row
+    assert [int(n) for n in re.findall(r'<td class="num">(\d+)</td>', row)] == [2, 0, 0], row

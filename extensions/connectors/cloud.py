@@ -41,11 +41,6 @@ class CloudDrive(Connector):
     def folder_template(self, client_settings, category):
         return f"{ROOT_FOLDER}/[company_name]_[vat_number]/{SUBFOLDERS[category]}/"
 
-    def pacing(self) -> str:
-        """The key its API connections pace by (``extensions.api.Pacer``): a drive's rate
-        limit is the signed-in account's, shared by the installation's connections."""
-        return f"{self.key}:{self.destination.pk}"
-
     def facts(self):
         account = self.destination.settings.get("account")
         return [(_("Connected as"), account)] if account else []

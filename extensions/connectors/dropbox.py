@@ -34,9 +34,10 @@ guide (https://developers.dropbox.com/oauth-guide):
   sends the content in chunks of ``DROPBOX_CHUNK_BYTES``.
 * **Errors**: a 409 carries an ``error_summary`` (``path/insufficient_space/..``, matched
   by its parts, never as a whole): a full Dropbox or a folder we may not write is
-  *Needs attention*; ``too_many_write_operations``, 429 (``Retry-After`` honoured) and 5xx
-  are transient; a 401 (``expired_access_token``) renews the access token once and repeats
-  the request, a second one or a revoked refresh token (``invalid_grant``) is *Reconnect
+  *Needs attention*; ``too_many_write_operations`` (on an upload too) and 429 are rate
+  limits, waited out on the connection (``Retry-After`` honoured), and 5xx transient; a
+  401 (``expired_access_token``) renews the access token once and repeats the request, a
+  second one or a revoked refresh token (``invalid_grant``) is *Reconnect
   needed* and the documents wait.
 * **Where Dropbox is**: ``DROPBOX_BASE_URL``, when set, replaces every Dropbox origin
   (sign-in, token, API, content) with one base followed by Dropbox's own paths, for a test
@@ -352,7 +353,6 @@ class DropboxConnector(CloudDrive):
             dropbox_url("api", "/2/"),
             secrets=signin.secret_values(self.destination.secrets or {}),
             rate_limit_wait=RATE_LIMIT_WAIT_SECONDS,
-            pacing=self.pacing(),
         )
 
     @contextmanager

@@ -419,7 +419,6 @@ class GoogleDriveConnector(CloudDrive):
             google_url("apis", "/drive/v3/files"),
             secrets=signin.secret_values(self.destination.secrets or {}),
             rate_limit_wait=RATE_LIMIT_WAIT_SECONDS,
-            pacing=self.pacing(),
         )
 
     @contextmanager

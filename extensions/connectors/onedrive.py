@@ -316,7 +316,6 @@ class OneDriveConnector(CloudDrive):
             microsoft_url("graph", "/v1.0/me/drive"),
             secrets=secrets,
             rate_limit_wait=RATE_LIMIT_WAIT_SECONDS,
-            pacing=self.pacing(),
         ) as api:
             yield OneDriveSession(self, api)
 

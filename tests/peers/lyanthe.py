@@ -166,10 +166,3 @@ def lyanthe_peer(settings):
     settings.LYANTHE_BASE_URL = peer.base_url
     yield peer
     peer.stop()
-
-
-@pytest.fixture(autouse=True)
-def _lyanthe_offline(settings):
-    """No test reaches the real Lyanthe (a client form fetches its list as soon as it
-    is built): until a test starts ``lyanthe_peer``, the address is a closed local port."""
-    settings.LYANTHE_BASE_URL = "http://127.0.0.1:9/"

@@ -285,10 +285,3 @@ def yuki_peer(settings):
     settings.YUKI_BASE_URL = peer.url + "/ws/"
     yield peer
     peer.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_real_yuki(settings):
-    """No test reaches the real Yuki (a page that lists administrations would): without
-    ``yuki_peer``, Yuki's address is a closed local port."""
-    settings.YUKI_BASE_URL = "http://127.0.0.1:9/ws/"

@@ -228,10 +228,3 @@ def zenvoices_peer(settings):
     settings.ZENVOICES_BASE_URL = peer.url
     yield peer
     peer.stop()
-
-
-@pytest.fixture(autouse=True)
-def _zenvoices_offline(settings):
-    """No test reaches the real Zenvoices (a client form fetches its list as soon as it
-    is built): until a test starts ``zenvoices_peer``, the address is a closed local port."""
-    settings.ZENVOICES_BASE_URL = "http://127.0.0.1:9/"
