@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup peers bench-tools run test faults bench bench-short bench-cloud lint format messages migrate clean
+.PHONY: setup peers browser bench-tools run test faults bench bench-short bench-cloud lint format messages migrate clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,25 +20,31 @@ setup: $(STAMP)
 migrate: setup
 	DEBUG=$${DEBUG:-1} $(MANAGE) migrate --noinput
 
-# Web server and worker in one terminal; Ctrl-C stops both.
+# Web server, worker and demo SFTP server in one terminal; Ctrl-C stops all three within
+# seconds (serve_demo kills a worker still busy after a short grace).
 run: migrate
 	DEBUG=$${DEBUG:-1} $(MANAGE) seed_demo
 	@echo ""
 	@echo "  Partner Space on http://$(HOST):$(PORT)/ with its worker and the demo SFTP server"
 	@echo "  (files land in var/demo-sftp/). Ctrl-C stops all three."
 	@echo ""
-	@DEBUG=$${DEBUG:-1} bash -c 'trap "kill 0" EXIT; \
-		$(MANAGE) qcluster & \
-		$(MANAGE) demo_sftp_server & \
-		$(MANAGE) runserver $(HOST):$(PORT) & \
-		wait -n'
+	@DEBUG=$${DEBUG:-1} $(MANAGE) serve_demo $(HOST):$(PORT)
 
 # Real servers the tests talk to (OpenSSH for SFTP), from Debian's packages.
 peers:
 	@test -x /usr/sbin/sshd || (apt-get update -qq && apt-get install -y -qq openssh-server)
 
-test: setup peers
-	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
+# Debian's Chromium for the browser suite (tests/browser/); Playwright drives this binary
+# (CHROMIUM), never a browser of its own download.
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
+browser:
+	@test -x $(CHROMIUM) || (apt-get update -qq && apt-get install -y -qq chromium)
+
+# TEST_MARKERS: which tests; CI's second pass leaves the browser suite out (it ran once).
+TEST_MARKERS ?= not faults
+test: setup peers browser
+	$(BIN)/pytest -m "$(TEST_MARKERS)" $(PYTEST_ARGS)
 
 # Fault injection with real worker processes (slower; CI runs them on PostgreSQL + Redis).
 faults: setup peers

@@ -8,14 +8,18 @@ from clients.errors import IntakeError
 from clients.intake import ingest_file
 from clients.models import Client, Document
 from clients.release import release
+from exports.admin import ExportJobInline
+from extensions.admin import IntegrationInline, extension_filter
+from partnerspace.admin import EnterpriseNumberSearch
 
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(EnterpriseNumberSearch, admin.ModelAdmin):
     list_display = ["name", "partner", "enterprise_number", "vat_number", "external_id"]
     list_filter = ["partner"]
     search_fields = ["name", "enterprise_number", "vat_number", "external_id"]
     autocomplete_fields = ["partner"]
+    inlines = [IntegrationInline]
 
 
 class DocumentUploadForm(forms.ModelForm):
@@ -50,7 +54,7 @@ class DocumentUploadForm(forms.ModelForm):
 
 
 @admin.register(Document)
-class DocumentAdmin(admin.ModelAdmin):
+class DocumentAdmin(EnterpriseNumberSearch, admin.ModelAdmin):
     list_display = [
         "number",
         "client",
@@ -62,8 +66,23 @@ class DocumentAdmin(admin.ModelAdmin):
         "received_at",
         "released_at",
     ]
-    list_filter = ["category", "kind", "status", "client__partner", "received_at"]
-    search_fields = ["number", "supplier_name", "customer_name", "client__name", "sha256"]
+    list_filter = [
+        "status",
+        "category",
+        "kind",
+        extension_filter("export_jobs__installation__connector"),
+        ("client__partner", admin.RelatedOnlyFieldListFilter),
+        "received_at",
+    ]
+    search_fields = [
+        "number",
+        "supplier_name",
+        "customer_name",
+        "client__name",
+        "client__enterprise_number",
+        "client__vat_number",
+        "sha256",
+    ]
     list_select_related = ["client"]
     date_hierarchy = "received_at"
     actions = ["release_selected"]
@@ -73,6 +92,9 @@ class DocumentAdmin(admin.ModelAdmin):
         if obj is None:
             return []
         return [f.name for f in Document._meta.fields]
+
+    def get_inlines(self, request, obj):
+        return [] if obj is None else [ExportJobInline]
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -119,7 +141,9 @@ class DocumentAdmin(admin.ModelAdmin):
         if change:
             super().save_related(request, form, formsets, change)
 
-    @admin.action(description=_("Approve, send or publish the selected documents"))
+    @admin.action(
+        description=_("Approve, send or publish the selected documents"), permissions=["change"]
+    )
     def release_selected(self, request, queryset):
         released = sum(release(document) for document in queryset)
         self.message_user(

@@ -18,6 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.management.base import CommandError
 from django.utils import timezone
 from lxml import etree
@@ -40,6 +41,9 @@ CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 # Development only: used when DEBUG is on and DEMO_PASSWORD is empty.
 DEFAULT_PASSWORD = "demo-partner"  # noqa: S105
 DEMO_URL = "http://127.0.0.1:8000/"
+# The operators' admin account: staff, viewing these apps' records, member of no firm.
+OPERATOR = "operator"
+OPERATOR_APPS = ["clients", "exports", "extensions", "partnerspace", "django_q"]
 PARTNER_NAME = "Demo Accountancy"
 CENT = Decimal("0.01")
 
@@ -922,6 +926,7 @@ def seed(stdout=None, *, anchor: datetime.date | None = None) -> dict:
         user.set_password(password)
         user.save()
         Membership.objects.update_or_create(user=user, partner=partner, defaults={"role": role})
+    _operator(password)
 
     clients = {}
     for company in companies["clients"][:CLIENT_COUNT]:
@@ -962,7 +967,7 @@ def seed(stdout=None, *, anchor: datetime.date | None = None) -> dict:
     documents = Document.objects.filter(client__partner=partner)
     summary = {
         "partner": partner.name,
-        "users": ["demo", "member"],
+        "users": ["demo", "member", OPERATOR],
         "clients": Client.objects.filter(partner=partner).count(),
         "documents": documents.count(),
         "created": created,
@@ -974,6 +979,21 @@ def seed(stdout=None, *, anchor: datetime.date | None = None) -> dict:
     if stdout is not None:
         stdout.write(_summary_text(summary, partner, password if is_default else None))
     return summary
+
+
+def _operator(password: str) -> None:
+    """The operators' account: staff, no firm, reads the exports in the admin (/admin/)."""
+    user, _created = get_user_model().objects.get_or_create(username=OPERATOR)
+    user.email = f"{OPERATOR}@example.com"
+    user.is_active = user.is_staff = True
+    user.is_superuser = False
+    user.set_password(password)
+    user.save()
+    user.user_permissions.set(
+        Permission.objects.filter(
+            codename__startswith="view_", content_type__app_label__in=OPERATOR_APPS
+        )
+    )
 
 
 def _summary_text(summary: dict, partner: Partner, shown_password: str | None) -> str:
@@ -996,10 +1016,12 @@ def _summary_text(summary: dict, partner: Partner, shown_password: str | None) -
     if shown_password:
         lines.append(
             f"Open {DEMO_URL} and sign in as demo / {shown_password} "
-            f"(or member / {shown_password})."
+            f"(or member / {shown_password}); the admin at {DEMO_URL}admin/ as "
+            f"{OPERATOR} / {shown_password}."
         )
     else:
         lines.append(
-            f"Open {DEMO_URL} and sign in as demo (or member) with the password in DEMO_PASSWORD."
+            f"Open {DEMO_URL} and sign in as demo (or member) with the password in DEMO_PASSWORD;"
+            f" the admin at {DEMO_URL}admin/ as {OPERATOR}, same password."
         )
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ import hashlib
 from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from partnerspace.enterprise import EnterpriseNumberField, VatNumberField
 from partnerspace.models import Partner
@@ -80,11 +81,13 @@ class Document(models.Model):
         STATEMENT = "statement", _("Statement")
 
     class Status(models.TextChoices):
-        RECEIVED = "received", _("Received")
-        APPROVED = "approved", _("Approved")
-        DRAFT = "draft", _("Draft")
-        SENT = "sent", _("Sent")
-        PUBLISHED = "published", _("Published")
+        # A context of their own, so each language can agree them with "document"
+        # (French: « Approuvée », « Envoyée »).
+        RECEIVED = "received", pgettext_lazy("document status", "Received")
+        APPROVED = "approved", pgettext_lazy("document status", "Approved")
+        DRAFT = "draft", pgettext_lazy("document status", "Draft")
+        SENT = "sent", pgettext_lazy("document status", "Sent")
+        PUBLISHED = "published", pgettext_lazy("document status", "Published")
 
     client = models.ForeignKey(
         Client, on_delete=models.CASCADE, related_name="documents", verbose_name=_("client")

@@ -6,7 +6,14 @@ from django.utils.translation import ngettext
 
 from exports import engine, tasks
 from exports.models import ExportAttempt, ExportJob
+from extensions.admin import extension_filter
 from extensions.models import Integration
+from partnerspace.admin import EnterpriseNumberSearch
+
+# The index opens on export health (jobs by status, what needs a person).
+admin.site.index_template = "admin/export_health_index.html"
+
+FIRM = ("document__client__partner", admin.RelatedOnlyFieldListFilter)
 
 
 class ExportAttemptInline(admin.TabularInline):
@@ -20,8 +27,29 @@ class ExportAttemptInline(admin.TabularInline):
         return False
 
 
+class ExportJobInline(admin.TabularInline):
+    """A document's export jobs, read-only; each opens on its attempts."""
+
+    model = ExportJob
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["installation", "status", "attempts", "next_attempt_at", "delivered_at", "error"]
+    readonly_fields = fields
+
+    @admin.display(description=_("last error"))
+    def error(self, job):
+        return Truncator(job.last_error).chars(100)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(ExportJob)
-class ExportJobAdmin(admin.ModelAdmin):
+class ExportJobAdmin(EnterpriseNumberSearch, admin.ModelAdmin):
     """Jobs are history and evidence of what was sent: operators retry them, never delete."""
 
     list_display = [
@@ -35,8 +63,22 @@ class ExportJobAdmin(admin.ModelAdmin):
         "next_attempt_at",
         "error",
     ]
-    list_filter = ["status", "installation__connector", "installation"]
-    search_fields = ["document__number", "document__client__name", "remote_reference"]
+    list_filter = [
+        "status",
+        extension_filter("installation__connector"),
+        FIRM,
+        "installation",
+        "created_at",
+        "delivered_at",
+    ]
+    search_fields = [
+        "document__number",
+        "document__client__name",
+        "document__client__enterprise_number",
+        "document__client__vat_number",
+        "remote_reference",
+    ]
+    date_hierarchy = "created_at"
     # integration__installation: a row's label (its checkbox) names the destination.
     list_select_related = [
         "document__client__partner",
@@ -65,11 +107,13 @@ class ExportJobAdmin(admin.ModelAdmin):
     def error(self, job):
         return Truncator(job.last_error).chars(100)
 
-    @admin.action(description=_("Retry the selected failed jobs now"))
+    @admin.action(description=_("Retry the selected failed jobs now"), permissions=["change"])
     def retry_now(self, request, queryset):
         self._resend(request, queryset, queryset.filter(status__in=["failed", "dead"]))
 
-    @admin.action(description=_("Re-send the selected delivered or failed jobs"))
+    @admin.action(
+        description=_("Re-send the selected delivered or failed jobs"), permissions=["change"]
+    )
     def resend(self, request, queryset):
         self._resend(
             request, queryset, queryset.filter(status__in=["delivered", "dead", "failed"])
@@ -105,9 +149,16 @@ class ExportJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(ExportAttempt)
-class ExportAttemptAdmin(admin.ModelAdmin):
+class ExportAttemptAdmin(EnterpriseNumberSearch, admin.ModelAdmin):
     list_display = ["job", "number", "outcome", "started_at", "finished_at", "worker"]
-    list_filter = ["outcome"]
+    list_filter = [
+        "outcome",
+        extension_filter("job__installation__connector"),
+        ("job__document__client__partner", admin.RelatedOnlyFieldListFilter),
+        "started_at",
+    ]
+    search_fields = ["job__document__number", "job__document__client__enterprise_number"]
+    list_select_related = ["job__document"]
     readonly_fields = [f.name for f in ExportAttempt._meta.fields]
 
     def has_add_permission(self, request):

@@ -8,6 +8,7 @@ class ExportsConfig(AppConfig):
     verbose_name = _("Exports")
 
     def ready(self):
-        from exports import receivers, tasks  # noqa: F401 - connects the release hook
+        from exports import digest, receivers, tasks  # noqa: F401 - connects the release hook
 
         post_migrate.connect(tasks.ensure_schedule, sender=self)
+        post_migrate.connect(digest.ensure_schedule, sender=self)

@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 from clients.models import Document
 from exports import slots
 from exports.models import ExportAttempt, ExportJob
-from extensions import formats, paths, registry
+from extensions import formats, notices, paths, registry
 from extensions.connectors.base import (
     ClientReauthorizationRequired,
     ClientRefused,
@@ -135,6 +135,9 @@ def resume(installation_ids, integration_ids=()) -> int:
     integrations = Integration.objects.filter(
         pk__in=integration_ids, status=Integration.Status.ATTENTION
     ).resume()
+    for pk in installation_ids:
+        notices.installation_changed(pk)
+    notices.integrations_changed(integration_ids)
     return installations + integrations
 
 
@@ -388,6 +391,7 @@ def _drain(installation, destination, batch, size, slot, report, budget) -> None
         Installation.objects.filter(pk=installation.pk).update(
             status=Installation.Status.OK, last_error=""
         )
+        notices.installation_changed(installation.pk)
 
 
 def _send_batch(session, connector, batch, deliveries, folders, worker, report, budget) -> None:
@@ -493,7 +497,14 @@ def _stop_for_a_person(owner, pending, exc, report, *, status=Installation.Statu
             Integration.Status(status), str(exc)
         )
     else:
-        Installation.objects.filter(pk=owner.pk).update(status=status, last_error=str(exc))
+        # ``updated_at`` moves only on entering the status: the dashboard says since when.
+        installation = Installation.objects.filter(pk=owner.pk)
+        installation.exclude(status=status).update(updated_at=timezone.now())
+        installation.update(status=status, last_error=str(exc))
+    if isinstance(owner, Integration):
+        notices.integrations_changed([owner.pk])
+    else:
+        notices.installation_changed(owner.pk)
     _release(pending, note=str(exc))
     report.waiting += len(pending)
     report.stopped = str(status)
@@ -505,6 +516,7 @@ def _wait_for_client(job, exc, batch, report) -> None:
     refused = isinstance(exc, DestinationRefused)
     status = Integration.Status.ATTENTION if refused else Integration.Status.RECONNECT
     Integration.objects.filter(pk=job.integration_id).wait_for_a_person(status, str(exc))
+    notices.integrations_changed([job.integration_id])
     batch.stopped.add(job.integration_id)
     waiting = [
         other
@@ -556,7 +568,13 @@ def build_file(job: ExportJob, connector, folders: dict | None = None) -> Export
         key = (template, client.pk, document.category, today)
         folder = folders.get(key) if folders is not None else None
         if folder is None:
-            folder = paths.render(template, client=client, category=document.category, today=today)
+            folder = paths.render(
+                template,
+                client=client,
+                category=document.category,
+                today=today,
+                rooted=connector.rooted_paths,
+            )
             if folders is not None:
                 folders[key] = folder
     with document.file.open("rb") as stored:
@@ -638,9 +656,11 @@ def _record_deliveries(delivered, worker) -> None:
             lease_until=None,
             next_attempt_at=None,
         )
-        Integration.objects.filter(
-            pk__in={job.integration_id for job, *_rest in delivered}
-        ).update(last_success_at=max(finished), consecutive_failures=0)
+        integrations = {job.integration_id for job, *_rest in delivered}
+        Integration.objects.filter(pk__in=integrations).update(
+            last_success_at=max(finished), consecutive_failures=0
+        )
+        notices.integrations_changed(integrations)
 
 
 def _per_job(values, output_field) -> RawSQL:
@@ -682,6 +702,7 @@ def _record_failure(job, exc, started, worker, *, permanent: bool):
             last_error=message[:2000],
             consecutive_failures=F("consecutive_failures") + 1,
         )
+        notices.integrations_changed([job.integration_id])
     return next_at
 
 

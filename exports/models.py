@@ -4,6 +4,7 @@ import uuid
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from clients.models import Document
 from extensions.models import Installation, Integration
@@ -16,11 +17,12 @@ class ExportJobQuerySet(TenantQuerySet):
 
 class ExportJob(models.Model):
     class Status(models.TextChoices):
-        PENDING = "pending", _("Waiting")
-        RUNNING = "running", _("Sending")
-        DELIVERED = "delivered", _("Delivered")
-        FAILED = "failed", _("Will retry")
-        DEAD = "dead", _("Failed")
+        # A context of their own, so each language can agree them with "export".
+        PENDING = "pending", pgettext_lazy("export status", "Waiting")
+        RUNNING = "running", pgettext_lazy("export status", "Sending")
+        DELIVERED = "delivered", pgettext_lazy("export status", "Delivered")
+        FAILED = "failed", pgettext_lazy("export status", "Will retry")
+        DEAD = "dead", pgettext_lazy("export status", "Failed")
 
     document = models.ForeignKey(
         Document, on_delete=models.CASCADE, related_name="export_jobs", verbose_name=_("document")
@@ -148,3 +150,23 @@ class DeliveryWake(models.Model):
 
     def __str__(self):
         return f"{self.installation_id}/{self.scope}"
+
+
+class FailureDigest(models.Model):
+    """Up to when a firm's owners were sent the failed exports (``exports.digest``): the
+    next digest lists only what failed since."""
+
+    partner = models.OneToOneField(
+        "partnerspace.Partner",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("firm"),
+    )
+    sent_until = models.DateTimeField(_("failed exports sent until"))
+
+    class Meta:
+        verbose_name = _("failed exports digest")
+        verbose_name_plural = _("failed exports digests")
+
+    def __str__(self):
+        return f"{self.partner_id} until {self.sent_until:%Y-%m-%d %H:%M}"

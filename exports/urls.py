@@ -7,4 +7,5 @@ from exports import views
 app_name = "exports"
 urlpatterns = [
     path("<int:exportjob_pk>/resend/", views.resend, name="resend"),
+    path("<int:exportjob_pk>/state/", views.state, name="state"),
 ]

@@ -12,8 +12,29 @@ from django.db import transaction
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from extensions import signals
+from extensions import registry, signals
 from extensions.models import Installation, Integration
+from partnerspace.admin import EnterpriseNumberSearch
+
+
+def extension_filter(path):
+    """A list filter by extension, by name, on the connector key at ``path``."""
+
+    class ExtensionFilter(admin.SimpleListFilter):
+        title = _("extension")
+        parameter_name = "extension"
+
+        def lookups(self, request, model_admin):
+            return [(key, c.name) for key, c in registry.connectors().items()]
+
+        def queryset(self, request, queryset):
+            if not self.value():
+                return queryset
+            # Through a subquery: a document with two jobs there is listed once.
+            chosen = queryset.model.objects.filter(**{path: self.value()})
+            return queryset.filter(pk__in=chosen.values("pk"))
+
+    return ExtensionFilter
 
 
 def _json(value):
@@ -27,7 +48,7 @@ def _all_but(fields, editable):
 
 
 @admin.register(Installation)
-class InstallationAdmin(admin.ModelAdmin):
+class InstallationAdmin(EnterpriseNumberSearch, admin.ModelAdmin):
     list_display = [
         "name",
         "partner",
@@ -37,8 +58,14 @@ class InstallationAdmin(admin.ModelAdmin):
         "installed_at",
         "removed_at",
     ]
-    list_filter = ["connector", "active", "status", "partner"]
-    search_fields = ["name", "partner__name"]
+    list_filter = [
+        "status",
+        extension_filter("connector"),
+        ("partner", admin.RelatedOnlyFieldListFilter),
+        "active",
+        "installed_at",
+    ]
+    search_fields = ["name", "partner__name", "partner__enterprise_number"]
     list_select_related = ["partner"]
     fields = [
         "name",
@@ -74,7 +101,7 @@ class InstallationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(admin.ModelAdmin):
+class IntegrationAdmin(EnterpriseNumberSearch, admin.ModelAdmin):
     list_display = [
         "client",
         "installation",
@@ -85,8 +112,20 @@ class IntegrationAdmin(admin.ModelAdmin):
         "status",
         "removed_at",
     ]
-    list_filter = ["active", "status", "installation__connector", "installation"]
-    search_fields = ["client__name", "client__enterprise_number", "installation__name"]
+    list_filter = [
+        "status",
+        extension_filter("installation__connector"),
+        ("client__partner", admin.RelatedOnlyFieldListFilter),
+        "active",
+        "installation",
+        "last_failure_at",
+    ]
+    search_fields = [
+        "client__name",
+        "client__enterprise_number",
+        "client__vat_number",
+        "installation__name",
+    ]
     list_select_related = ["client", "installation"]
     fields = [
         "client",
@@ -112,4 +151,21 @@ class IntegrationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         # A client is connected on the portal, where the connector checks its settings.
+        return False
+
+
+class IntegrationInline(admin.TabularInline):
+    """A client's integrations, read-only: they are set up on the portal."""
+
+    model = Integration
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["installation", "active", "categories", "status", "consecutive_failures"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -53,6 +53,10 @@ class Installation(models.Model):
     )
     status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.OK)
     last_error = models.TextField(_("last error"), blank=True)
+    # The state the owners were last told about (extensions.notices): one e-mail a change.
+    notified_state = models.CharField(
+        _("state the owners were told"), max_length=10, default="ok", editable=False
+    )
     installed_by = models.ForeignKey(
         django_settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -201,6 +205,10 @@ class Integration(models.Model):
     # installation's applies to every client on top of it.
     status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.OK)
     status_since = models.DateTimeField(_("status since"), default=timezone.now)
+    # The state the owners were last told about (extensions.notices): one e-mail a change.
+    notified_state = models.CharField(
+        _("state the owners were told"), max_length=10, default="ok", editable=False
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     removed_at = models.DateTimeField(_("removed at"), null=True, blank=True)
 

@@ -20,6 +20,9 @@ Choices:
   empty variables renders to ``()``, the base folder.
 * ``%2e%2e`` is an ordinary literal (SFTP does not decode it). Connectors that put the
   parts in a URL must percent-encode each part (``quote(part, safe="")``).
+* A connector whose destination has a file system root (SFTP) may accept a leading ``/``
+  (``rooted=True``): the path then starts at the server's root instead of the login
+  folder, and the rendered parts start with ``ROOT``. Every other rule still applies.
 * No imports of models, so forms on the ``extensions`` side can use this module.
 """
 
@@ -36,6 +39,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 DEFAULT_TEMPLATE = "Invoice_import/"
+ROOT = "/"  # first rendered part of a rooted template: the server's root
 
 KNOWN_VARIABLES = (
     "external_id",
@@ -80,12 +84,21 @@ def _error(message, code, **params):
     return ValidationError(message, code=code, params=params or None)
 
 
-def _parse(template: str) -> list[list[tuple[str, str]]]:
+def is_rooted(template: str) -> bool:
+    """A template starting at the server's root (one leading ``/``)."""
+    template = (template or "").strip()
+    return template.startswith("/") and not template.startswith("//")
+
+
+def _parse(template: str, rooted: bool = False) -> list[list[tuple[str, str]]]:
     """Split a template into segments of ``("lit", text)`` / ``("var", name)`` tokens.
 
     Raises ValidationError saying what is wrong. Empty and ``.`` segments are left out.
+    With ``rooted``, one leading ``/`` is allowed (the caller keeps track of it).
     """
     template = (template or "").strip()
+    if rooted and is_rooted(template):
+        template = template[1:]
     if any(_is_control(char) for char in template):
         raise _error(
             _("The path contains a control character (such as NUL or a line break)."),
@@ -148,14 +161,16 @@ def _parse(template: str) -> list[list[tuple[str, str]]]:
     return kept
 
 
-def validate_template(template: str) -> str:
-    """Return the normalized template (``a/[year]/``; ``""`` is the base) or raise."""
-    segments = _parse(template)
+def validate_template(template: str, *, rooted: bool = False) -> str:
+    """Return the normalized template (``a/[year]/``; ``""`` is the base; ``/a/`` from
+    the root when ``rooted`` allows it) or raise."""
+    segments = _parse(template, rooted)
     parts = [
         "".join(text if kind == "lit" else f"[{text}]" for kind, text in segment).strip()
         for segment in segments
     ]
-    return "".join(f"{part}/" for part in parts)
+    start = ROOT if rooted and is_rooted(template) else ""
+    return start + "".join(f"{part}/" for part in parts)
 
 
 def clean_segment(text: str) -> str:
@@ -191,15 +206,18 @@ def _values(client, category: str, today: date) -> dict[str, str]:
     }
 
 
-def render(template: str, *, client, category: str, today: date) -> tuple[str, ...]:
-    """The folder parts for one client's document, relative to the destination's base.
+def render(
+    template: str, *, client, category: str, today: date, rooted: bool = False
+) -> tuple[str, ...]:
+    """The folder parts for one client's document, relative to the destination's base
+    (or starting with ``ROOT`` for a rooted template, when ``rooted`` allows one).
 
     ``today`` is the export date (``[year]``/``[month]``). Raises ValidationError for a bad
     template. Segments that clean to nothing are dropped.
     """
     values = _values(client, category, today)
-    parts = []
-    for segment in _parse(template):
+    parts = [ROOT] if rooted and is_rooted(template) else []
+    for segment in _parse(template, rooted):
         part = clean_segment(
             "".join(text if kind == "lit" else values[text] for kind, text in segment)
         )
@@ -209,7 +227,8 @@ def render(template: str, *, client, category: str, today: date) -> tuple[str, .
 
 
 def join(parts) -> str:
-    """POSIX path for display, with a trailing slash; ``""`` for the base itself."""
+    """POSIX path for display, with a trailing slash; ``""`` for the base itself, ``/``
+    for the root."""
     return posixpath.join(*parts, "") if parts else ""
 
 
@@ -231,7 +250,7 @@ def file_name(document) -> str:
     return f"{released}_{number}_{digest}.{extension}"
 
 
-def preview(template: str, *, client=None, category="purchase", today=None) -> str:
+def preview(template: str, *, client=None, category="purchase", today=None, rooted=False) -> str:
     """The resolved path shown next to the template field (a sample client if none)."""
     return join(
         render(
@@ -239,12 +258,27 @@ def preview(template: str, *, client=None, category="purchase", today=None) -> s
             client=client or SAMPLE_CLIENT,
             category=category,
             today=today or timezone.localdate(),
+            rooted=rooted,
         )
     )
 
 
-class PathTemplateInput(forms.TextInput):
-    """A path template field; pages with JavaScript show the resolved path as one types."""
+def where(resolved: str, *, rooted: bool = False) -> str:
+    """The preview as a sentence saying where the path starts."""
+    if rooted and resolved.startswith(ROOT):
+        return _("From the server's root: %(path)s") % {"path": resolved}
+    return _("In the login folder: %(path)s") % {"path": "./" + resolved}
 
-    def __init__(self, category: str = "purchase", attrs=None):
-        super().__init__({"data-path-preview": category, "spellcheck": "false", **(attrs or {})})
+
+class PathTemplateInput(forms.TextInput):
+    """A path template field; pages with JavaScript show the resolved path as one types.
+
+    ``rooted``: a leading ``/`` means the server's root. ``inherit``: the template used
+    when the field is left empty, previewed instead of an empty path.
+    """
+
+    def __init__(self, category: str = "purchase", attrs=None, *, rooted=False):
+        extra = {"data-path-rooted": "1"} if rooted else {}
+        super().__init__(
+            {"data-path-preview": category, "spellcheck": "false", **extra, **(attrs or {})}
+        )

@@ -4,7 +4,6 @@ Every view here is generic: what differs between destinations comes from the con
 declarations and forms, never from a branch on its key.
 """
 
-from django.conf import settings as django_settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -16,8 +15,18 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from clients.models import Client
-from extensions import formats, paths, pending, registry, signals, signin
-from extensions.connectors.base import ConfirmationNeeded, ConnectorError
+from extensions import (
+    activity,
+    formats,
+    kept,
+    notices,
+    paths,
+    pending,
+    registry,
+    signals,
+    signin,
+)
+from extensions.connectors.base import CATEGORY_LABELS, ConfirmationNeeded, ConnectorError
 from extensions.forms import CategoriesForm, InstallationForm, sign_update, unsign_update
 from extensions.models import Installation, Integration
 from partnerspace.tenancy import owner_required, partner_required, require_owner
@@ -91,6 +100,22 @@ def _meta_form(connector, data=None, *, installation=None, terms_url=""):
     )
 
 
+def _form_id(installation) -> str:
+    """Which form secrets typed in are kept for (``extensions.kept``)."""
+    if installation.pk is None:
+        return f"configure:{installation.connector}"
+    return f"manage:{installation.pk}"
+
+
+def _keep_typed(request, form_id, connector, settings_form) -> None:
+    """The form goes back with errors: keep its secrets for the next try, say so."""
+    if settings_form is not None and settings_form.is_bound:
+        names = kept.keep(
+            request, form_id, connector, type(settings_form), settings_form.data, "settings"
+        )
+        kept.mark(settings_form, names)
+
+
 def _split(form, stored_secrets=None):
     """Settings in clear, secrets apart (see ``ConnectorForm.split``)."""
     if form is None:
@@ -104,15 +129,27 @@ def _split(form, stored_secrets=None):
 @partner_required
 def store(request):
     query = request.GET.get("q", "").strip().lower()
+    offered = registry.connectors().values()
+    categories = [
+        (key, label)
+        for key, label in CATEGORY_LABELS.items()
+        if any(c.category == key for c in offered)
+    ]
+    category = request.GET.get("category", "")
+    if category not in dict(categories):
+        category = ""
     installed = set(
         Installation.objects.for_partner(request.partner)
         .installed()
         .values_list("connector", flat=True)
     )
     cards = []
-    for connector in registry.connectors().values():
-        text = f"{connector.name} {connector.description} {connector.category}".lower()
-        if query and query not in text:
+    for connector in offered:
+        text = (
+            f"{connector.name} {connector.description} {connector.category} "
+            f"{connector.get_category_display()}"
+        ).lower()
+        if (query and query not in text) or (category and connector.category != category):
             continue
         cards.append(
             {
@@ -121,7 +158,11 @@ def store(request):
                 "unavailable": connector.unavailable_reason(),
             }
         )
-    return render(request, "extensions/store.html", {"cards": cards, "query": query})
+    return render(
+        request,
+        "extensions/store.html",
+        {"cards": cards, "query": query, "categories": categories, "category": category},
+    )
 
 
 @partner_required
@@ -146,7 +187,6 @@ def extension(request, connector_key):
             "connector": connector,
             "installations": installations,
             "is_owner": request.membership.is_owner,
-            "egress_ips": getattr(django_settings, "EXPORT_EGRESS_IPS", None) or [],
             "unavailable": connector.unavailable_reason(),
         },
     )
@@ -201,9 +241,14 @@ def configure(request, connector_key):
     if "confirmed" in request.POST and "name" not in request.POST:
         meta_form = _meta_form(connector, terms_url=connector.terms_url)
         return _render_configure(request, connector, meta_form, _settings_form(connector))
-    meta_form = _meta_form(connector, request.POST, terms_url=connector.terms_url)
-    settings_form = _settings_form(connector, request.POST)
+    form_id = f"configure:{connector.key}"
+    data, _restored = kept.restore(
+        request, form_id, connector, connector.settings_form, request.POST, "settings"
+    )
+    meta_form = _meta_form(connector, data, terms_url=connector.terms_url)
+    settings_form = _settings_form(connector, data)
     if not meta_form.is_valid() or (settings_form is not None and not settings_form.is_valid()):
+        _keep_typed(request, form_id, connector, settings_form)
         return _render_configure(request, connector, meta_form, settings_form)
     values, secrets = _split(settings_form)
     installation = Installation(
@@ -268,6 +313,7 @@ def _check_and_save(request, installation, meta_form, settings_form, *, created)
     except ConfirmationNeeded as exc:
         return _ask_to_confirm(request, installation, exc)
     except ConnectorError as exc:
+        _keep_typed(request, _form_id(installation), connector, settings_form)
         if installation.pk is None:
             # Back to the form, with what was typed (secrets must be typed again).
             meta_form = meta_form or _meta_form(
@@ -280,9 +326,11 @@ def _check_and_save(request, installation, meta_form, settings_form, *, created)
             messages.error(request, str(exc))
             return redirect(installation)
         return _render_manage(request, installation, meta_form, settings_form, error=str(exc))
+    kept.forget(request, _form_id(installation))
     installation.status = Installation.Status.OK
     installation.last_error = ""
     installation.save_configuration()
+    notices.installation_changed(installation.pk)
     if created:
         messages.success(request, _("Installation succeeded. %(result)s") % {"result": result})
         return redirect("clients:list")
@@ -323,11 +371,19 @@ def path_preview(request):
     category = request.GET.get("category", "purchase")
     if category not in paths.INVOICE_TYPES:
         category = "purchase"
+    rooted = request.GET.get("rooted") == "1"
+    template = request.GET.get("template", "")
+    inherited = not template.strip() and "inherit" in request.GET
+    if inherited:  # an empty client folder: the installation's is used
+        template = request.GET["inherit"]
     try:
-        resolved = paths.preview(request.GET.get("template", ""), client=client, category=category)
+        resolved = paths.preview(template, client=client, category=category, rooted=rooted)
     except ValidationError as exc:
         return JsonResponse({"error": " ".join(exc.messages)})
-    return JsonResponse({"path": resolved or "./"})
+    text = paths.where(resolved, rooted=rooted)
+    if inherited:
+        text = _("The installation's folder. %(where)s") % {"where": text}
+    return JsonResponse({"path": resolved or "./", "text": text, "inherited": inherited})
 
 
 # --- Manage -------------------------------------------------------------------------
@@ -342,8 +398,16 @@ def manage(request, installation_pk):
     if request.method == "POST":
         if "confirm" in request.POST:
             return _confirm(request, connector, installation)
-        meta_form = _meta_form(connector, request.POST)
-        settings_form = _settings_form(connector, request.POST, installation=installation)
+        data, _restored = kept.restore(
+            request,
+            _form_id(installation),
+            connector,
+            connector.settings_form,
+            request.POST,
+            "settings",
+        )
+        meta_form = _meta_form(connector, data)
+        settings_form = _settings_form(connector, data, installation=installation)
         if meta_form.is_valid() and (settings_form is None or settings_form.is_valid()):
             values, secrets = _split(settings_form, installation.secrets)
             installation.name = meta_form.cleaned_data["name"]
@@ -355,6 +419,7 @@ def manage(request, installation_pk):
             )
             installation.set_secrets(secrets)
             return _check_and_save(request, installation, meta_form, settings_form, created=False)
+        _keep_typed(request, _form_id(installation), connector, settings_form)
     else:
         meta_form = _meta_form(connector, installation=installation)
         settings_form = _settings_form(connector, installation=installation)
@@ -398,6 +463,7 @@ def test_connection(request, installation_pk):
         Installation.objects.filter(pk=installation.pk).update(
             status=Installation.Status.OK, last_error=""
         )
+        notices.installation_changed(installation.pk)
         transaction.on_commit(
             lambda: signals.installation_ready.send(sender=Installation, installation=installation)
         )
@@ -406,9 +472,18 @@ def test_connection(request, installation_pk):
 
 @partner_required
 def toggle_active(request, installation_pk):
+    """The Active switch. It posts the state it asks for (``active``: on or off); without
+    ``confirmed`` the confirmation page answers, so nothing changes unconfirmed (script
+    asks in a dialog instead). A post naming no state switches, as the page's own form."""
     installation = _installation(request, installation_pk, owners_only=True)
     client_count = installation.integrations.current().filter(active=True).count()
-    if request.method == "POST":
+    wanted = request.POST.get("active")
+    if request.method == "POST" and wanted in ("on", "off") and "confirmed" not in request.POST:
+        if (wanted == "on") == installation.active:
+            return redirect(installation)  # already so: nothing to confirm
+    elif request.method == "POST":
+        if wanted in ("on", "off") and (wanted == "on") == installation.active:
+            return redirect(installation)  # a second click of the same confirmation
         installation.active = not installation.active
         installation.save(update_fields=["active", "updated_at"])
         if installation.active:
@@ -474,6 +549,8 @@ def client_integrations(request, client_pk):
             delivered=Count("jobs", filter=Q(jobs__status="delivered")),
         )
     )
+    integrations = list(integrations)
+    activity.attach_sparklines(integrations)
     has_installations = Installation.objects.for_partner(request.partner).installed().exists()
     return render(
         request,
@@ -531,7 +608,15 @@ def _integration_form(request, client, installation, integration, *, creating=Fa
     current = integration if integration and not creating else None
     offered = connector.accepted(installation.settings)  # reports only if switched on
     initial_categories = current.categories if current else sorted(offered)
-    data = request.POST if request.method == "POST" else None
+    form_id = f"integration:{client.pk}:{installation.pk}"
+    data, _restored = kept.restore(
+        request,
+        form_id,
+        connector,
+        form_class,
+        request.POST if request.method == "POST" else None,
+        "client",
+    )
     categories_form = CategoriesForm(
         data, accepts=offered, initial={"categories": initial_categories}
     )
@@ -573,12 +658,15 @@ def _integration_form(request, client, installation, integration, *, creating=Fa
             else:  # only what the form changes: a worker may have recorded outcomes since
                 integration.save(update_fields=INTEGRATION_FORM_FIELDS)
             _resume_integration(integration)  # a person corrected what was refused
+            kept.forget(request, form_id)
             done = _("%(name)s is set up for %(client)s.") % {
                 "name": installation.name,
                 "client": client.name,
             }
             messages.success(request, f"{done} {result}".strip())
             return redirect("integrations:list", client_pk=client.pk)
+    if data is not None:
+        kept.mark(client_form, kept.keep(request, form_id, connector, form_class, data, "client"))
     return render(
         request,
         "extensions/integration_form.html",
@@ -607,6 +695,7 @@ def _check_integration(integration) -> str:
 def _resume_integration(integration) -> None:
     """An integration that waited for a person sends again, and what waited is woken."""
     if Integration.objects.filter(pk=integration.pk).resume():
+        notices.integrations_changed([integration.pk])
         installation = integration.installation
         transaction.on_commit(
             lambda: signals.installation_ready.send(sender=Installation, installation=installation)

@@ -39,6 +39,16 @@ class Membership(models.Model):
         Partner, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("firm")
     )
     role = models.CharField(_("role"), max_length=10, choices=Role, default=Role.MEMBER)
+    # What an owner receives by e-mail, and in which language (blank: the portal's).
+    notice_language = models.CharField(
+        _("language of e-mails"), max_length=10, choices=settings.LANGUAGES, blank=True
+    )
+    notify_problems = models.BooleanField(
+        _("e-mail me when an export stops or recovers"), default=True
+    )
+    notify_digest = models.BooleanField(
+        _("e-mail me a daily list of failed exports"), default=True
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -55,6 +65,11 @@ class Membership(models.Model):
     @property
     def is_owner(self) -> bool:
         return self.role == self.Role.OWNER
+
+    @property
+    def language(self) -> str:
+        """The language e-mails to this person are written in."""
+        return self.notice_language or settings.LANGUAGE_CODE
 
 
 class SignedInSession(models.Model):

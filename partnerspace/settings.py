@@ -101,6 +101,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "partnerspace.tenancy.partner_context",
                 "extensions.context_processors.installed_extensions",
+                "exports.context_processors.health_banner",
             ],
         },
     },
@@ -200,6 +201,8 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="Europe/Brussels")
 USE_I18N = True
 USE_TZ = True
+# Belgian conventions in English too (day/month/year, 24-hour time): partnerspace/formats/.
+FORMAT_MODULE_PATH = ["partnerspace.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
@@ -240,6 +243,13 @@ EXPORT_HTTP_TIMEOUT = (
 # connector's own defaults (15 and 60).
 EXPORT_SFTP_CONNECT_TIMEOUT = env.float("EXPORT_SFTP_CONNECT_TIMEOUT", default=None)
 EXPORT_SFTP_IO_TIMEOUT = env.float("EXPORT_SFTP_IO_TIMEOUT", default=None)
+
+# Notices to a firm's owners (extensions/notices.py, exports/digest.py): after how many
+# failures in a row an integration is "failing", and the portal's address for their links.
+EXPORT_NOTICE_FAILURES = env.int("EXPORT_NOTICE_FAILURES", default=3)
+PORTAL_URL = env.str("PORTAL_URL", default="http://localhost:8000")
+# When the daily digest of failed exports goes out (local time, HH:MM).
+EXPORT_DIGEST_TIME = env.str("EXPORT_DIGEST_TIME", default="07:00")
 
 # Google Drive: the operator's OAuth app (Google Cloud console, a "Web application" client
 # whose redirect URI is https://<portal>/store/signin/callback/). Unset: the Store shows the

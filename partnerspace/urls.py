@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.i18n import set_language
 
-from partnerspace import views
+from partnerspace import notifications, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -18,6 +18,7 @@ urlpatterns = [
     path("language/", set_language, name="set_language"),
     path("", views.dashboard, name="dashboard"),
     path("firm/switch/", views.switch_firm, name="switch_firm"),
+    path("notifications/", notifications.notifications, name="notifications"),
     path("clients/", include("clients.urls")),
     path("clients/<int:client_pk>/integrations/", include("extensions.client_urls")),
     path(

@@ -22,15 +22,22 @@ logger = logging.getLogger(__name__)
 @partner_required
 def dashboard(request):
     from clients.models import Client, Document
+    from exports import health
 
     partner = request.partner
     month_start = timezone.localtime().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     documents = Document.objects.for_partner(partner)
+    problems, more_problems = health.problems(partner)
     context = {
         "client_count": Client.objects.for_partner(partner).count(),
         "documents_this_month": documents.filter(received_at__gte=month_start).count(),
         "awaiting_release": documents.filter(released_at__isnull=True).count(),
         "month_start": month_start,
+        "active_integrations": health.active_integration_count(partner),
+        "problems": problems,
+        "more_problems": more_problems,
+        "jobs": health.job_counts(partner),
+        "chart": health.chart(partner),
     }
     return render(request, "partnerspace/dashboard.html", context)
 

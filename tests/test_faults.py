@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import asyncssh
@@ -37,6 +38,7 @@ from exports.models import ExportAttempt, ExportJob
 from extensions import paths
 from extensions.models import Installation, Integration
 from tests.peers import free_port
+from tests.peers.sftp import sftp_installation as shared_sftp_installation
 from tests.peers.workers import uses_postgresql, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
@@ -49,21 +51,7 @@ Status = ExportJob.Status
 # --- helpers --------------------------------------------------------------------------
 
 
-def sftp_installation(partner, peer, *, upload_path=UPLOAD_PATH, **fields):
-    return Installation.objects.create(
-        partner=partner,
-        connector="sftp",
-        name="Faults SFTP",
-        settings={
-            "host": peer.host,
-            "port": peer.port,
-            "username": peer.username,
-            "upload_path": upload_path,
-            **peer.pin(),
-        },
-        secrets={"password": peer.password},
-        **fields,
-    )
+sftp_installation = partial(shared_sftp_installation, name="Faults SFTP", upload_path=UPLOAD_PATH)
 
 
 def backlog(firm, installation, make_client, make_document, *, documents, clients=10):

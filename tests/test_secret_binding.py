@@ -19,6 +19,7 @@ from exports.models import ExportJob
 from extensions.models import Installation, Integration
 from extensions.pending import SESSION_KEY
 from partnerspace.tenancy import PENDING_PREFIX
+from tests.peers.sftp import sftp_installation
 
 pytestmark = pytest.mark.django_db
 
@@ -48,23 +49,6 @@ def tripwire():
         listener.listen(8)
         listener.setblocking(False)
         yield Tripwire(listener)
-
-
-def sftp_installation(partner, peer, **settings):
-    return Installation.objects.create(
-        partner=partner,
-        connector="sftp",
-        name="Lambert SFTP",
-        settings={
-            "host": peer.host,
-            "port": peer.port,
-            "username": peer.username,
-            "upload_path": "in/",
-            **peer.pin(),
-            **settings,
-        },
-        secrets={"password": peer.password},
-    )
 
 
 def sftp_edit(peer, **overrides):

@@ -163,7 +163,7 @@ class Connector(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     category: ClassVar[str]  # storage, email, http, accounting
-    logo: ClassVar[str] = ""
+    logo: ClassVar[str] = ""  # a static path: an SVG made for the portal, shown in the Store
     accepts: ClassVar[frozenset[str]] = ALL_CATEGORIES
     # Keys of ``extensions.formats.FORMATS`` it can send; the first is the default.
     formats: ClassVar[tuple[str, ...]] = (PEPPOL_BIS3,)
@@ -186,6 +186,11 @@ class Connector(ABC):
     # credentials ("Sign in with Yuki"); "" keeps "Save configuration". An ``oauth``
     # connector's button is its spec's.
     submit_label: ClassVar[str] = ""
+    # Path templates may start with "/" for the server's root (``extensions.paths``).
+    rooted_paths: ClassVar[bool] = False
+    # It connects to a server of the firm's own: its pages show the addresses exports
+    # connect from (``EXPORT_EGRESS_IPS``), for the firm's firewall.
+    connects_to_firm_server: ClassVar[bool] = False
 
     do_not_call_in_templates = True
 

@@ -283,6 +283,7 @@ class BocountSession:
 
 class BocountConnector(Connector):
     key = "bocount"
+    logo = "extensions/logos/bocount.svg"
     name = "BoCount"
     description = gettext_lazy(
         "Adds approved purchase invoices and sent sales invoices to each client's company "

@@ -155,6 +155,7 @@ class CounteApi(DocumentApi):
 
 class CounteConnector(DocumentApiConnector):
     key = "counte"
+    logo = "extensions/logos/counte.svg"
     name = "Count-e"
     description = gettext_lazy(
         "Delivers approved purchase invoices and sent sales invoices (Peppol BIS 3.0 UBL) to "

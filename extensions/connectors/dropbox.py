@@ -311,6 +311,7 @@ class DropboxSession:
 
 class DropboxConnector(CloudDrive):
     key = "dropbox"
+    logo = "extensions/logos/dropbox.svg"
     name = "Dropbox"
     description = gettext_lazy(
         "Puts every document in your Dropbox, one folder per client, after you sign in with "

@@ -346,6 +346,7 @@ def _attachment(export_file: ExportFile) -> MIMEBase:
 
 class EmailConnector(Connector):
     key = "email"
+    logo = "extensions/logos/email.svg"
     name = gettext_lazy("E-mail")
     description = gettext_lazy(
         "Sends every document as an e-mail attachment to the addresses you set per client."

@@ -473,6 +473,7 @@ class ExactClientForm(ConnectorForm):
 
 class ExactConnector(Connector):
     key = "exact"
+    logo = "extensions/logos/exact.svg"
     name = "Exact Online"
     description = gettext_lazy(
         "Adds every approved purchase invoice and sent sales invoice to the client's "

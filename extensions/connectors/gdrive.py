@@ -378,6 +378,7 @@ class DriveSession:
 
 class GoogleDriveConnector(CloudDrive):
     key = "gdrive"
+    logo = "extensions/logos/gdrive.svg"
     name = gettext_lazy("Google Drive")
     description = gettext_lazy(
         "Puts every document in your Google Drive, one folder per client, after you sign in "

@@ -291,7 +291,9 @@ def _reference(response: Response, redactor: Redactor) -> str:
 
 class HttpConnector(Connector):
     key = "http"
+    logo = "extensions/logos/http.svg"
     name = gettext_lazy("HTTP (webhook)")
+    connects_to_firm_server = True
     description = gettext_lazy(
         "Sends every document to a web address of yours, one HTTP request per document."
     )

@@ -256,6 +256,7 @@ class LyantheSession:
 
 class LyantheConnector(Connector):
     key = "lyanthe"
+    logo = "extensions/logos/lyanthe.svg"
     name = "Lyanthe"
     description = gettext_lazy(
         "Adds approved purchase invoices and sent sales invoices to each client's "

@@ -142,6 +142,7 @@ class MailboxSession(mail.EmailSession):
 
 class OctopusConnector(Connector):
     key = "octopus"
+    logo = "extensions/logos/octopus.svg"
     name = "Octopus"
     description = gettext_lazy(
         "E-mails every purchase and sales invoice to the mailbox of the client's Octopus "

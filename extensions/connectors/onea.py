@@ -122,6 +122,7 @@ class OneaApi(DocumentApi):
 
 class OneaConnector(DocumentApiConnector):
     key = "onea"
+    logo = "extensions/logos/onea.svg"
     name = "Onea"
     description = gettext_lazy(
         "Delivers approved purchase invoices and sent sales invoices (Peppol BIS 3.0 UBL) to "

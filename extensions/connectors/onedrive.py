@@ -272,6 +272,7 @@ def _next_offset(response: Response, offset: int, end: int) -> int:
 
 class OneDriveConnector(CloudDrive):
     key = "onedrive"
+    logo = "extensions/logos/onedrive.svg"
     name = gettext_lazy("OneDrive for Business")
     description = gettext_lazy(
         "Puts every document in your OneDrive for Business, one folder per client, after you "

@@ -121,6 +121,7 @@ class PingWinApi(DocumentApi):
 
 class PingWinConnector(DocumentApiConnector):
     key = "pingwin"
+    logo = "extensions/logos/pingwin.svg"
     name = "PingWin"
     description = gettext_lazy(
         "Delivers approved purchase invoices and sent sales invoices (Peppol BIS 3.0 UBL) to "

@@ -192,7 +192,7 @@ def _variables() -> str:
 
 def _clean_template(value: str) -> str:
     value = (value or "").strip()
-    return paths.validate_template(value) if value else ""
+    return paths.validate_template(value, rooted=True) if value else ""
 
 
 class SftpSettingsForm(ConnectorForm):
@@ -231,13 +231,13 @@ class SftpSettingsForm(ConnectorForm):
         max_length=500,
         required=False,
         initial=paths.DEFAULT_TEMPLATE,
-        widget=paths.PathTemplateInput("purchase"),
+        widget=paths.PathTemplateInput("purchase", rooted=True),
     )
     report_path = forms.CharField(
         label=gettext_lazy("Folder for transaction reports"),
         max_length=500,
         required=False,
-        widget=paths.PathTemplateInput("report"),
+        widget=paths.PathTemplateInput("report", rooted=True),
         help_text=gettext_lazy("Leave empty to use the upload folder."),
     )
 
@@ -248,8 +248,9 @@ class SftpSettingsForm(ConnectorForm):
         )
         # Built here, not at import, so they are in the language of the request.
         self.fields["upload_path"].help_text = _(
-            "Relative to the SFTP user's home folder; folders are created as needed. "
-            "Variables: %(variables)s. Empty: the home folder itself."
+            "Starts in the SFTP user's login folder; begin with / to start from the "
+            "server's root instead. Folders are created as needed. Variables: "
+            "%(variables)s. Empty: the login folder itself."
         ) % {"variables": _variables()}
         for name in ("password", "private_key", "passphrase"):
             if name in self.has_stored_secrets:
@@ -257,24 +258,14 @@ class SftpSettingsForm(ConnectorForm):
 
     @property
     def notes(self) -> list[str]:
-        """Advice shown with the form: what to whitelist and which folder rights to give."""
-        notes = []
-        egress = list(getattr(django_settings, "EXPORT_EGRESS_IPS", []) or [])
-        if egress:
-            notes.append(
-                _(
-                    "Exports connect from these addresses: %(addresses)s. If the server or "
-                    "its firewall only lets known addresses in, add them to its whitelist."
-                )
-                % {"addresses": ", ".join(egress)}
-            )
-        notes.append(
+        """Advice shown with the form: which folder rights to give."""
+        # The addresses to whitelist are the page's (``connects_to_firm_server``).
+        return [
             _(
                 "The SFTP user must own the upload folder (mode 755), so it can create "
                 "subfolders and write files; files arrive with mode 664."
             )
-        )
-        return notes
+        ]
 
     def clean_host(self):
         host = self.cleaned_data["host"].strip()
@@ -343,11 +334,14 @@ class SftpClientForm(ConnectorForm):
         label=gettext_lazy("Folder"),
         max_length=500,
         required=False,
-        widget=paths.PathTemplateInput("purchase"),
+        widget=paths.PathTemplateInput("purchase", rooted=True),
     )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.installation is not None:  # an empty field previews the inherited folder
+            inherited = self.installation.settings.get("upload_path", paths.DEFAULT_TEMPLATE)
+            self.fields["path"].widget.attrs["data-path-inherit"] = inherited or ""
         self.fields["path"].help_text = _(
             "Leave empty to use the installation's upload folder. Variables: %(variables)s."
         ) % {"variables": _variables()}
@@ -361,8 +355,11 @@ class SftpClientForm(ConnectorForm):
 
 class SftpConnector(Connector):
     key = "sftp"
+    logo = "extensions/logos/sftp.svg"
     name = "SFTP"
     category = "storage"
+    rooted_paths = True
+    connects_to_firm_server = True
     description = gettext_lazy(
         "Writes each approved purchase invoice, sent sales invoice and transaction report "
         "as a file on your own SFTP server, in the folders you choose."
@@ -609,7 +606,7 @@ class SftpConnector(Connector):
 def static_parts(template: str) -> tuple[str, ...]:
     """The folders before the first ``[variable]``: the part "Test connection" can check."""
     segments = []
-    for segment in paths.validate_template(template).split("/"):
+    for segment in paths.validate_template(template, rooted=True).split("/"):
         if "[" in segment:
             break
         segments.append(segment)
@@ -618,6 +615,7 @@ def static_parts(template: str) -> tuple[str, ...]:
         client=paths.SAMPLE_CLIENT,
         category="purchase",
         today=timezone.localdate(),  # unused: no variable is left in a static prefix
+        rooted=True,
     )
 
 
@@ -637,7 +635,7 @@ class SftpSession:
         self._client, self._sftp, self._server = client, sftp, server
         self._redactor = redactor or Redactor(())
         self.home = sftp.normalize(".")
-        self._folders = {self.home}
+        self._folders = {self.home, paths.ROOT}
         self._folders_asked: set[str] = set()  # mkdir sent in the pipeline, not yet confirmed
         self._posix_rename = True
         self._lost: TransientError | None = None
@@ -938,9 +936,17 @@ class SftpSession:
         translated = self._translate(error, flight.folder.path, writing=writing)
         return None if self._lost is not None else translated  # lost: the file is undecided
 
+    def _origin(self, parts) -> tuple[str, tuple]:
+        """Where the parts start: the server's root for rooted ones, else the login folder."""
+        if parts and parts[0] == paths.ROOT:
+            return paths.ROOT, tuple(parts[1:])
+        return self.home, tuple(parts)
+
     def _folder_path(self, parts) -> _Folder:
-        """The folder's path and the path of each level under home; unsafe names refused."""
-        path, levels = self.home, []
+        """The folder's path and the path of each level under its start; unsafe names
+        refused."""
+        path, parts = self._origin(parts)
+        levels = []
         for part in parts:
             if part in ("", "."):
                 continue
@@ -990,7 +996,7 @@ class SftpSession:
 
     def _ensure_folder(self, parts) -> str:
         """Create missing folders one level at a time; tolerate another worker's mkdir."""
-        path = self.home
+        path, parts = self._origin(parts)
         for part in parts:
             if part in ("", "."):
                 continue

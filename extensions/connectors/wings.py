@@ -193,6 +193,7 @@ class WingsApi(DocumentApi):
 
 class WingsConnector(DocumentApiConnector):
     key = "wings"
+    logo = "extensions/logos/wings.svg"
     name = "Wings Online"
     description = gettext_lazy(
         "Delivers approved purchase invoices and sent sales invoices (Peppol BIS 3.0 UBL) to "

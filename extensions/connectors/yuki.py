@@ -126,6 +126,7 @@ class YukiSession:
 
 class YukiConnector(Connector):
     key = "yuki"
+    logo = "extensions/logos/yuki.svg"
     name = "Yuki"
     description = gettext_lazy(
         "Puts every purchase and sales invoice in the client's Yuki administration, in the "

@@ -332,6 +332,7 @@ class ZenvoicesSession:
 
 class ZenvoicesConnector(Connector):
     key = "zenvoices"
+    logo = "extensions/logos/zenvoices.svg"
     name = "Zenvoices"
     description = gettext_lazy(
         "Puts approved purchase invoices and sent sales invoices in the inbox of each "

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from exports.demo_sftp import SftpServer
 from extensions.connectors.base import host_key_pin
+from extensions.models import Installation
 from tests.peers import free_port
 
 SSHD = Path("/usr/sbin/sshd")
@@ -303,3 +304,25 @@ def openssh_server(tmp_path_factory):
         if user_created:
             _remove_user(username)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def sftp_installation(
+    partner, peer, *, name="Lambert SFTP", upload_path="in/", settings=None, **fields
+) -> Installation:
+    """The firm's SFTP extension on ``peer`` (either server above), its host key already
+    accepted, as a firm that went through Install leaves it."""
+    return Installation.objects.create(
+        partner=partner,
+        connector="sftp",
+        name=name,
+        settings={
+            "host": peer.host,
+            "port": peer.port,
+            "username": peer.username,
+            "upload_path": upload_path,
+            **peer.pin(),
+            **(settings or {}),
+        },
+        secrets={"password": peer.password},
+        **fields,
+    )

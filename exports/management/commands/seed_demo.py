@@ -15,9 +15,9 @@ from partnerspace.models import Partner
 
 class Command(BaseCommand):
     help = (
-        "Create or refresh the demo accounting firm, its users (demo, member), clients, "
-        "invoices and bank statements. Safe to run again: nothing is duplicated. The "
-        "password comes from DEMO_PASSWORD (with DEBUG on and none set: "
+        "Create or refresh the demo accounting firm, its users (demo, member; operator for "
+        "the admin), clients, invoices and bank statements. Safe to run again: nothing is "
+        "duplicated. The password comes from DEMO_PASSWORD (with DEBUG on and none set: "
         f"'{demo.DEFAULT_PASSWORD}')."
     )
 
