@@ -1,4 +1,4 @@
-"""Belgian conventions in every language: English dates day/month/year on a 24-hour clock,
+"""Belgian conventions in every language: dates day/month/year (English on a 24-hour clock),
 amounts with thousands separators and the currency as each language writes them, on
 pages and through the one helper commands use."""
 
@@ -28,6 +28,15 @@ def test_amounts_per_language(language, expected):
         assert rendered == expected
     assert format_amount(Decimal("-1234567.5"), "EUR", "en") == "-1,234,567.50 EUR"
     assert format_amount(None, "EUR") == ""
+
+
+@pytest.mark.parametrize("language", ["en", "nl", "fr"])
+def test_short_dates_are_day_month_year_in_every_language(language):
+    """Belgium writes 04/03/2026 in all three (Django's Dutch would say 4-3-2026)."""
+    moment = datetime.datetime(2026, 3, 4, 17, 5)
+    with translation.override(language):
+        assert formats.date_format(moment.date(), "SHORT_DATE_FORMAT") == "04/03/2026"
+        assert formats.date_format(moment, "SHORT_DATETIME_FORMAT") == "04/03/2026 17:05"
 
 
 def test_english_dates_are_day_month_year_on_a_24_hour_clock():
