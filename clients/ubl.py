@@ -10,6 +10,8 @@ UBL of another standard can look alike and still mean something else, so it is r
 its ``CustomizationID`` alone, before anything else is checked.
 """
 
+import base64
+import binascii
 import codecs
 import datetime
 import re
@@ -438,3 +440,304 @@ def _enterprise_number(value: str, scheme: str) -> str:
         return ""
     number = normalize(value)
     return number if is_valid(number) else ""
+
+
+# --- the invoice as people read it ----------------------------------------------------------
+# Intake has already accepted the file; this reads it again for the document page, where an
+# absent or odd value shows nothing rather than refusing the page.
+
+# MIME types an embedded attachment keeps when downloaded; any other is served as bytes.
+SAFE_ATTACHMENT_TYPES = frozenset(
+    {
+        "application/pdf",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "text/csv",
+        "text/plain",
+        "application/vnd.oasis.opendocument.spreadsheet",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.ms-excel",
+    }
+)
+
+
+@dataclass(frozen=True)
+class DisplayParty:
+    name: str
+    trading_name: str
+    company_id: str  # legal registration (enterprise number), as written
+    vat_number: str
+    endpoint: str
+    address: tuple[str, ...]  # lines, as written
+    contact: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DisplayLine:
+    number: str
+    name: str
+    description: str
+    note: str
+    quantity: Decimal | None
+    unit_code: str
+    unit_price: Decimal | None
+    amount: Decimal | None
+    vat_category: str
+    vat_rate: Decimal | None
+
+
+@dataclass(frozen=True)
+class VatBreakdown:
+    category: str
+    rate: Decimal | None
+    taxable: Decimal | None
+    tax: Decimal | None
+    exemption_reason: str
+
+
+@dataclass(frozen=True)
+class PaymentMeans:
+    code: str
+    name: str
+    payment_id: str
+    iban: str
+    account_name: str
+    bic: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    index: int  # 1-based, among the embedded ones
+    reference: str
+    description: str
+    filename: str
+    mime_type: str
+
+
+@dataclass(frozen=True)
+class DisplayInvoice:
+    kind: str  # "invoice" or "credit_note"
+    number: str
+    issue_date: datetime.date | None
+    due_date: datetime.date | None
+    currency: str
+    buyer_reference: str
+    order_reference: str
+    invoice_reference: str  # the invoice a credit note corrects
+    notes: tuple[str, ...]
+    seller: DisplayParty
+    buyer: DisplayParty
+    lines: tuple[DisplayLine, ...]
+    vat: tuple[VatBreakdown, ...]
+    line_total: Decimal | None
+    allowance_total: Decimal | None
+    charge_total: Decimal | None
+    total_without_tax: Decimal | None
+    tax_total: Decimal | None
+    total_with_tax: Decimal | None
+    prepaid: Decimal | None
+    rounding: Decimal | None
+    payable: Decimal | None
+    payment_terms: tuple[str, ...]
+    payment_means: tuple[PaymentMeans, ...]
+    attachments: tuple[Attachment, ...]
+
+
+def display(data: bytes) -> DisplayInvoice:
+    """The invoice or credit note for the document page; ``IntakeError`` when unreadable."""
+    root = _load(data, max(settings.INTAKE_MAX_BYTES, len(data)))
+    kind, _type_code, line_tag = ROOTS[root.tag]
+    currency = _text(root.find("cbc:DocumentCurrencyCode", NS))
+
+    def text(path, node=root):
+        return _text(node.find(path, NS))
+
+    def texts(path, node=root):
+        return tuple(value for n in node.findall(path, NS) if (value := _text(n)))
+
+    due_date = _date_or_none(text("cbc:DueDate")) or _date_or_none(
+        text("cac:PaymentMeans/cbc:PaymentDueDate")
+    )
+    tax_amounts = root.findall("cac:TaxTotal/cbc:TaxAmount", NS)
+    in_currency = [n for n in tax_amounts if n.get("currencyID", "").strip() == currency]
+    tax_total_node = (in_currency or tax_amounts or [None])[0]
+    monetary = root.find("cac:LegalMonetaryTotal", NS)
+
+    def total(name):
+        return _amount_or_none(text(f"cbc:{name}", monetary)) if monetary is not None else None
+
+    vat_root = tax_total_node.getparent() if tax_total_node is not None else None
+    return DisplayInvoice(
+        kind=kind,
+        number=text("cbc:ID"),
+        issue_date=_date_or_none(text("cbc:IssueDate")),
+        due_date=due_date,
+        currency=currency,
+        buyer_reference=text("cbc:BuyerReference"),
+        order_reference=text("cac:OrderReference/cbc:ID"),
+        invoice_reference=text("cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID"),
+        notes=texts("cbc:Note"),
+        seller=_display_party(root.find("cac:AccountingSupplierParty/cac:Party", NS)),
+        buyer=_display_party(root.find("cac:AccountingCustomerParty/cac:Party", NS)),
+        lines=tuple(_display_line(node) for node in root.findall(line_tag, NS)),
+        vat=tuple(
+            VatBreakdown(
+                category=text("cac:TaxCategory/cbc:ID", node),
+                rate=_amount_or_none(text("cac:TaxCategory/cbc:Percent", node)),
+                taxable=_amount_or_none(text("cbc:TaxableAmount", node)),
+                tax=_amount_or_none(text("cbc:TaxAmount", node)),
+                exemption_reason=text("cac:TaxCategory/cbc:TaxExemptionReason", node),
+            )
+            for node in (vat_root.findall("cac:TaxSubtotal", NS) if vat_root is not None else ())
+        ),
+        line_total=total("LineExtensionAmount"),
+        allowance_total=total("AllowanceTotalAmount"),
+        charge_total=total("ChargeTotalAmount"),
+        total_without_tax=total("TaxExclusiveAmount"),
+        tax_total=_amount_or_none(_text(tax_total_node)),
+        total_with_tax=total("TaxInclusiveAmount"),
+        prepaid=total("PrepaidAmount"),
+        rounding=total("PayableRoundingAmount"),
+        payable=total("PayableAmount"),
+        payment_terms=texts("cac:PaymentTerms/cbc:Note"),
+        payment_means=tuple(
+            PaymentMeans(
+                code=text("cbc:PaymentMeansCode", node),
+                name=(
+                    node.find("cbc:PaymentMeansCode", NS).get("name", "").strip()
+                    if node.find("cbc:PaymentMeansCode", NS) is not None
+                    else ""
+                ),
+                payment_id=text("cbc:PaymentID", node),
+                iban=text("cac:PayeeFinancialAccount/cbc:ID", node),
+                account_name=text("cac:PayeeFinancialAccount/cbc:Name", node),
+                bic=text("cac:PayeeFinancialAccount/cac:FinancialInstitutionBranch/cbc:ID", node),
+            )
+            for node in root.findall("cac:PaymentMeans", NS)
+        ),
+        attachments=tuple(
+            Attachment(
+                index=index,
+                reference=_text(reference.find("cbc:ID", NS)),
+                description=_text(reference.find("cbc:DocumentDescription", NS)),
+                filename=_attachment_name(binary, index),
+                mime_type=binary.get("mimeCode", "").strip(),
+            )
+            for index, (reference, binary) in enumerate(_embedded(root), start=1)
+        ),
+    )
+
+
+def attachment(data: bytes, index: int) -> tuple[str, str, bytes] | None:
+    """(file name, MIME type, bytes) of the ``index``-th embedded attachment, else None.
+
+    The type is the declared one only when it is in ``SAFE_ATTACHMENT_TYPES``: a declared
+    ``text/html`` or ``image/svg+xml`` could run script in the portal's origin.
+    """
+    root = _load(data, max(settings.INTAKE_MAX_BYTES, len(data)))
+    embedded = _embedded(root)
+    if not 1 <= index <= len(embedded):
+        return None
+    _reference, binary = embedded[index - 1]
+    try:
+        content = base64.b64decode("".join(_text(binary).split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    mime_type = binary.get("mimeCode", "").strip().lower()
+    if mime_type not in SAFE_ATTACHMENT_TYPES:
+        mime_type = "application/octet-stream"
+    return _attachment_name(binary, index), mime_type, content
+
+
+def _embedded(root) -> list:
+    return [
+        (reference, binary)
+        for reference in root.findall("cac:AdditionalDocumentReference", NS)
+        if (binary := reference.find("cac:Attachment/cbc:EmbeddedDocumentBinaryObject", NS))
+        is not None
+    ]
+
+
+def _attachment_name(binary, index: int) -> str:
+    """The declared file name without any folder, else a neutral one."""
+    name = binary.get("filename", "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    name = "".join(ch for ch in name if ch.isprintable() and ch not in '"')
+    return name or f"attachment-{index}"
+
+
+def _display_party(party) -> DisplayParty:
+    if party is None:
+        return DisplayParty("", "", "", "", "", (), ())
+
+    def text(path, node=party):
+        return _text(node.find(path, NS)) if node is not None else ""
+
+    address = party.find("cac:PostalAddress", NS)
+    place = " ".join(
+        v for v in (text("cbc:PostalZone", address), text("cbc:CityName", address)) if v
+    )
+    address_lines = (
+        text("cbc:StreetName", address),
+        text("cbc:AdditionalStreetName", address),
+        text("cac:AddressLine/cbc:Line", address),
+        place,
+        text("cbc:CountrySubentity", address),
+        text("cac:Country/cbc:IdentificationCode", address),
+    )
+    contact = party.find("cac:Contact", NS)
+    contact_lines = (
+        text("cbc:Name", contact),
+        text("cbc:Telephone", contact),
+        text("cbc:ElectronicMail", contact),
+    )
+    vat_number = ""
+    for scheme in party.findall("cac:PartyTaxScheme", NS):
+        if text("cac:TaxScheme/cbc:ID", scheme).upper() == "VAT":
+            vat_number = text("cbc:CompanyID", scheme)
+            break
+    name = text("cac:PartyLegalEntity/cbc:RegistrationName")
+    trading_name = text("cac:PartyName/cbc:Name")
+    return DisplayParty(
+        name=name or trading_name,
+        trading_name=trading_name if trading_name != (name or trading_name) else "",
+        company_id=text("cac:PartyLegalEntity/cbc:CompanyID"),
+        vat_number=vat_number,
+        endpoint=text("cbc:EndpointID"),
+        address=tuple(line for line in address_lines if line),
+        contact=tuple(line for line in contact_lines if line),
+    )
+
+
+def _display_line(node) -> DisplayLine:
+    def text(path):
+        return _text(node.find(path, NS))
+
+    quantity = node.find("cbc:InvoicedQuantity", NS)
+    if quantity is None:
+        quantity = node.find("cbc:CreditedQuantity", NS)
+    return DisplayLine(
+        number=text("cbc:ID"),
+        name=text("cac:Item/cbc:Name"),
+        description=text("cac:Item/cbc:Description"),
+        note=text("cbc:Note"),
+        quantity=_amount_or_none(_text(quantity)),
+        unit_code=quantity.get("unitCode", "").strip() if quantity is not None else "",
+        unit_price=_amount_or_none(text("cac:Price/cbc:PriceAmount")),
+        amount=_amount_or_none(text("cbc:LineExtensionAmount")),
+        vat_category=text("cac:Item/cac:ClassifiedTaxCategory/cbc:ID"),
+        vat_rate=_amount_or_none(text("cac:Item/cac:ClassifiedTaxCategory/cbc:Percent")),
+    )
+
+
+def _amount_or_none(value: str) -> Decimal | None:
+    return Decimal(value) if _AMOUNT.fullmatch(value) else None
+
+
+def _date_or_none(value: str) -> datetime.date | None:
+    if _DATE.fullmatch(value):
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None

@@ -8,6 +8,16 @@ urlpatterns = [
     path("<int:client_pk>/", views.client_detail, name="detail"),
     path("<int:client_pk>/documents/", views.document_list, name="documents"),
     path(
+        "<int:client_pk>/documents/<int:document_pk>/",
+        views.document_detail,
+        name="document_detail",
+    ),
+    path(
+        "<int:client_pk>/documents/<int:document_pk>/attachment",
+        views.document_attachment,
+        name="document_attachment",
+    ),
+    path(
         "<int:client_pk>/documents/<int:document_pk>/original",
         views.document_download,
         name="document_download",

@@ -5,10 +5,13 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Prefetch, Q, Subquery
 from django.db.models.functions import Coalesce
-from django.http import FileResponse, HttpResponseNotAllowed
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 
+from clients import ubl
+from clients.errors import IntakeError
 from clients.models import Client, Document
 from clients.release import release
 from partnerspace.enterprise import normalize
@@ -121,6 +124,58 @@ def document_list(request, client_pk):
             "tab": "documents",
         },
     )
+
+
+def _readable_invoice(document):
+    """The UBL invoice or credit note for people, or None for a statement or unreadable file."""
+    if document.kind == Document.Kind.STATEMENT:
+        return None
+    with document.file.open("rb") as handle:
+        data = handle.read()
+    try:
+        return ubl.display(data)
+    except IntakeError:
+        return None
+
+
+@partner_required
+def document_detail(request, client_pk, document_pk):
+    document = _document(request, client_pk, document_pk)
+    return render(
+        request,
+        "clients/document_detail.html",
+        {
+            "client": document.client,
+            "document": document,
+            "invoice": _readable_invoice(document),
+            "tab": "documents",
+        },
+    )
+
+
+@partner_required
+def document_attachment(request, client_pk, document_pk):
+    """A file embedded in the UBL, always downloaded, never shown in the portal's origin."""
+    document = _document(request, client_pk, document_pk)
+    index = request.GET.get("n", "")
+    if not index.isdigit():
+        return redirect("clients:document_detail", client_pk=client_pk, document_pk=document_pk)
+    if document.kind == Document.Kind.STATEMENT:
+        raise Http404
+    with document.file.open("rb") as handle:
+        data = handle.read()
+    try:
+        found = ubl.attachment(data, int(index))
+    except IntakeError:
+        found = None
+    if found is None:
+        raise Http404
+    filename, mime_type, content = found
+    response = HttpResponse(content, content_type=mime_type)
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox"
+    return response
 
 
 @partner_required

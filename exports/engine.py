@@ -94,8 +94,22 @@ def plan(document: Document) -> set[Destination]:
         .filter(client_id=document.client_id, active=True, activated_at__lte=document.released_at)
         .select_related("installation")
     )
-    now = timezone.now()
     chosen = [i for i in integrations if i.takes(document.category)]
+    _create_jobs((document, integration) for integration in chosen)
+    return {destination_of(i) for i in chosen}
+
+
+def plan_backfill(integration: Integration, documents) -> int:
+    """Jobs for documents released before the integration was activated (a person asked
+    for them), claimed behind new releases; the category rules apply as on release and a
+    document already planned for the integration is skipped. Returns the jobs planned."""
+    chosen = [d for d in documents if integration.takes(d.category)]
+    _create_jobs(((d, integration) for d in chosen), backfill=True)
+    return len(chosen)
+
+
+def _create_jobs(pairs, *, backfill: bool = False) -> None:
+    now = timezone.now()
     ExportJob.objects.bulk_create(
         [
             ExportJob(
@@ -103,12 +117,12 @@ def plan(document: Document) -> set[Destination]:
                 integration=integration,
                 installation_id=integration.installation_id,
                 next_attempt_at=now,
+                backfill=backfill,
             )
-            for integration in chosen
+            for document, integration in pairs
         ],
         ignore_conflicts=True,
     )
-    return {destination_of(i) for i in chosen}
 
 
 def revive(jobs) -> int:
@@ -171,7 +185,7 @@ def claim(destination: Destination, limit: int) -> tuple[uuid.UUID, list[ExportJ
     token = uuid.uuid4()
     now = timezone.now()
     with transaction.atomic():
-        candidates = _due(destination, now).order_by("next_attempt_at", "pk")
+        candidates = _due(destination, now).order_by("backfill", "next_attempt_at", "pk")
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
         ids = list(candidates.values_list("pk", flat=True)[:limit])

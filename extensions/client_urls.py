@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from extensions import views
+from extensions import backfill_views, views
 
 app_name = "integrations"
 urlpatterns = [
@@ -12,4 +12,9 @@ urlpatterns = [
     path("<int:integration_pk>/edit/", views.edit_integration, name="edit"),
     path("<int:integration_pk>/test/", views.test_integration, name="test"),
     path("<int:integration_pk>/remove/", views.remove_integration, name="remove"),
+    path(
+        "<int:integration_pk>/backfill/",
+        backfill_views.backfill_integration,
+        name="backfill",
+    ),
 ]

@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from exports.demo_sftp import SftpServer
 from extensions.connectors.base import host_key_pin
-from extensions.models import Installation
 from tests.peers import free_port
 
 SSHD = Path("/usr/sbin/sshd")
@@ -308,9 +307,12 @@ def openssh_server(tmp_path_factory):
 
 def sftp_installation(
     partner, peer, *, name="Lambert SFTP", upload_path="in/", settings=None, **fields
-) -> Installation:
+):
     """The firm's SFTP extension on ``peer`` (either server above), its host key already
-    accepted, as a firm that went through Install leaves it."""
+    accepted, as a firm that went through Install leaves it. (The benchmarks import this
+    module before Django is set up: the model is imported here.)"""
+    from extensions.models import Installation
+
     return Installation.objects.create(
         partner=partner,
         connector="sftp",
